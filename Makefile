@@ -1,0 +1,47 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+FLASK  := $(BIN)/flask --app wsgi
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+
+.PHONY: run test lint worker bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(BIN)/activate
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/activate
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.installed $@
+
+## run: install, migrate, create the first admin if none, serve on http://$(HOST):$(PORT)
+run: $(VENV)/.installed
+	$(FLASK) db upgrade
+	$(FLASK) ensure-admin
+	$(FLASK) run --host $(HOST) --port $(PORT)
+
+## test: install what the tests need, lint, and run the whole suite
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+
+## worker: an RQ worker for the background jobs (needs BULKIMPORT_REDIS_URL)
+worker: $(VENV)/.installed
+	$(BIN)/rq worker --url "$${BULKIMPORT_REDIS_URL:?set BULKIMPORT_REDIS_URL}" \
+		--serializer rq.serializers.JSONSerializer imports mail
+
+## bench: speed and memory figures, as ratios to raw floors measured in the same run
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,7 @@
+"""Logging in and out, and the home page each user lands on."""
+
+from flask import Blueprint
+
+bp = Blueprint("auth", __name__)
+
+from . import routes  # noqa: E402,F401  (routes attach themselves to bp)

@@ -1,0 +1,107 @@
+"""Configuration: built-in defaults, then `instance/config.py`, then `BULKIMPORT_*` variables.
+
+Every setting is listed once in `SETTINGS` so that the README table, the environment parsing and
+the defaults cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key: its Flask config name, default, parser and a one-line description."""
+
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def env(self) -> str:
+        """The environment variable that overrides this setting."""
+        return "BULKIMPORT_" + self.name
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("SECRET_KEY", None, str,
+            "Signs sessions and CSRF tokens; generated once into instance/secret_key if unset."),
+    Setting("DATABASE_URL", None, str,
+            "SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; SQLite in instance/ if unset."),
+    Setting("REDIS_URL", "", str,
+            "Redis for the RQ queues; when empty, background jobs run in-process (threads)."),
+    Setting("BASE_URL", "http://127.0.0.1:5000", str,
+            "Public address of the site, used in links that leave it (e-mails)."),
+    Setting("MAX_UPLOAD_MB", 20, int, "Largest CSV upload accepted, in megabytes."),
+    Setting("ENCODING_FALLBACKS", ["cp1252"], _list,
+            "Encodings tried in order when a file is neither UTF-8 nor UTF-16 with BOM."),
+    Setting("ALLOWED_EMAIL_DOMAINS", [], _list,
+            "Intranet domains accepted although reserved (e.g. corp.local), comma separated."),
+    Setting("BATCH_TTL_HOURS", 24, int,
+            "Hours a reviewed but unsubmitted upload is kept before it is purged."),
+    Setting("BACKGROUND_ROWS", 2000, int,
+            "Batches with at least this many selected rows are applied by a background job."),
+    Setting("BCRYPT_ROUNDS", 12, int, "bcrypt cost factor for new password hashes."),
+    Setting("LOG_LEVEL", "INFO", str, "Logging level of the application logger."),
+)
+
+
+def load_config(app_config: dict, instance_path: str, overrides: dict | None = None) -> None:
+    """Fill `app_config` from defaults, `instance/config.py`, the environment and `overrides`.
+
+    `overrides` (used by tests and the app factory's caller) win over everything else.
+    """
+    for setting in SETTINGS:
+        app_config[setting.name] = setting.default
+    app_config.from_pyfile("config.py", silent=True)
+    for setting in SETTINGS:
+        raw = os.environ.get(setting.env)
+        if raw is not None:
+            try:
+                app_config[setting.name] = setting.parse(raw)
+            except ValueError as exc:
+                raise RuntimeError(f"{setting.env}={raw!r} is not valid: {exc}") from None
+    if overrides:
+        app_config.update(overrides)
+
+    instance = Path(instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    if not app_config["SECRET_KEY"]:
+        app_config["SECRET_KEY"] = _persistent_secret(instance / "secret_key")
+    if not app_config["DATABASE_URL"]:
+        app_config["DATABASE_URL"] = f"sqlite:///{instance / 'bulkimport.sqlite'}"
+
+    app_config["SQLALCHEMY_DATABASE_URI"] = app_config["DATABASE_URL"]
+    app_config["MAX_CONTENT_LENGTH"] = app_config["MAX_UPLOAD_MB"] * 1024 * 1024
+    app_config.setdefault("BOOTSTRAP_SERVE_LOCAL", True)
+    app_config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app_config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app_config["SESSION_COOKIE_SECURE"] = str(app_config["BASE_URL"]).startswith("https://")
+    # CSRF tokens live as long as the session: a long review should not expire mid-way.
+    app_config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+
+
+def _persistent_secret(path: Path) -> str:
+    """Return the secret stored at `path`, creating it (readable by the owner only) if missing."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass  # another process (or an earlier run) made it first
+    else:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return path.read_text().strip()

@@ -1,0 +1,1 @@
+"""Importing users from a CSV file: reading, validation, staging, and applying."""

@@ -1,0 +1,222 @@
+"""Apply a reviewed batch: claim it once, then write every chosen row in one transaction with
+bulk statements, re-checking uniqueness inside that transaction.
+
+Passwords from the file are hashed before the transaction opens (bcrypt is slow by design), and
+batches that need hashing or are large are applied by a background job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import current_app
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..models import ImportBatch, ImportRow, Invitation, User, fold_key, utcnow
+from ..security import hash_password, unseal_password
+from .validation import LOOKUP_CHUNK
+
+# Columns of `users` that an Update may change; "password" is handled apart.
+UPDATABLE = ("username", "firstname", "surname", "email", "language", "must_change_password")
+OPEN_STATES = (ImportBatch.STAGED, ImportBatch.FAILED)
+
+
+class ApplyError(Exception):
+    """The batch cannot be applied as reviewed; the message says why, naming the line."""
+
+
+class NothingSelected(ApplyError):
+    """No row is chosen for Add or Update."""
+
+
+def selected_rows(session: Session, batch_id: int) -> list[ImportRow]:
+    """The rows chosen for Add or Update, in file order."""
+    return list(session.scalars(select(ImportRow).where(
+        ImportRow.batch_id == batch_id,
+        ImportRow.choice.in_((ImportRow.ADD, ImportRow.UPDATE))).order_by(ImportRow.line)))
+
+
+def claim(session: Session, batch: ImportBatch, to_status: str) -> bool:
+    """Move an open batch to `to_status` with one conditional UPDATE; False when another request
+    (a double click, a second tab) has claimed it first. This is what makes submit idempotent."""
+    result = session.execute(update(ImportBatch).where(
+        ImportBatch.id == batch.id, ImportBatch.status.in_(OPEN_STATES))
+        .values(status=to_status, error=None).execution_options(synchronize_session=False))
+    session.refresh(batch)
+    return result.rowcount == 1
+
+
+def needs_background(session: Session, batch: ImportBatch) -> bool:
+    """Whether the batch is large or carries passwords to hash, and so goes to a job."""
+    selected = session.scalar(select(func.count()).where(
+        ImportRow.batch_id == batch.id, ImportRow.choice.in_((ImportRow.ADD, ImportRow.UPDATE))))
+    if selected >= current_app.config["BACKGROUND_ROWS"]:
+        return True
+    if not any(column["field"] == "password" for column in batch.columns):
+        return False
+    return any(row.values and row.values.get("password")
+               for row in selected_rows(session, batch.id))
+
+
+def sealed_passwords(rows: list[ImportRow]) -> list[tuple[int, str]]:
+    """(row id, sealed password) of the rows that carry a password from the file."""
+    return [(r.id, r.values["password"]) for r in rows if r.values and r.values.get("password")]
+
+
+def hash_file_passwords(sealed: list[tuple[int, str]],
+                        on_progress: Callable[[int], None] | None = None) -> dict[int, str]:
+    """bcrypt hashes of the passwords staged from the file, by row id; run outside any write
+    transaction because each hash takes a noticeable fraction of a second."""
+    config = current_app.config
+    hashes = {}
+    for done, (row_id, token) in enumerate(sealed, 1):
+        password = unseal_password(token, config["SECRET_KEY"])
+        hashes[row_id] = hash_password(password, config["BCRYPT_ROUNDS"])
+        if on_progress:
+            on_progress(done)
+    return hashes
+
+
+def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | None = None) -> dict:
+    """Write the chosen rows of a claimed batch: users added and updated, one invitation per new
+    user when passwords are generated, outcomes recorded and staged values purged. Raises
+    ApplyError (the caller rolls back) when a row can no longer be applied."""
+    hashes = hashes or {}
+    rows = selected_rows(session, batch.id)
+    adds = [r for r in rows if r.choice == ImportRow.ADD]
+    updates = [r for r in rows if r.choice == ImportRow.UPDATE]
+    missing = [r for r in rows if r.values and r.values.get("password") and r.id not in hashes]
+    if missing:
+        raise ApplyError(f"Line {missing[0].line}: the password from the file was not hashed.")
+    _recheck(session, adds, updates)
+
+    now = utcnow()
+    new_ids: list[int] = []
+    try:
+        if adds:
+            records = [_new_user(r, hashes.get(r.id), now) for r in adds]
+            for start in range(0, len(records), LOOKUP_CHUNK):
+                new_ids.extend(session.scalars(
+                    insert(User).returning(User.id, sort_by_parameter_order=True),
+                    records[start:start + LOOKUP_CHUNK]))
+        for changes in _update_groups(updates, hashes, now):
+            session.execute(update(User), changes)
+        session.flush()
+    except IntegrityError as exc:
+        raise ApplyError("Another change to the same usernames or e-mail addresses was saved "
+                         "while this batch was being applied; nothing was written. Upload the "
+                         f"file again to review it against the current users. ({exc.orig})") from None
+
+    invitations = 0
+    if batch.generate_passwords and new_ids:
+        session.execute(insert(Invitation), [
+            {"user_id": uid, "batch_id": batch.id, "created_at": now, "next_attempt_at": now}
+            for uid in new_ids])
+        invitations = len(new_ids)
+
+    _record_outcomes(session, batch.id)
+    result = {"added": len(adds), "updated": len(updates),
+              "skipped": batch.counts["total"] - len(adds) - len(updates),
+              "invitations": invitations}
+    batch.status = ImportBatch.APPLIED
+    batch.applied_at = now
+    batch.result = result
+    batch.error = None
+    session.flush()
+    return result
+
+
+def _new_user(row: ImportRow, password_hash: str | None, now) -> dict:
+    values = row.values or {}
+    return {
+        "username": values["username"], "username_key": fold_key(values["username"]),
+        "firstname": values["firstname"], "surname": values["surname"],
+        "email": values["email"], "email_key": fold_key(values["email"]),
+        "language": values.get("language") or None,
+        "must_change_password": bool(values.get("must_change_password")),
+        "password_hash": password_hash, "is_admin": False, "active": True,
+        "created_at": now, "updated_at": now,
+    }
+
+
+def _update_groups(rows: list[ImportRow], hashes: dict[int, str], now):
+    """Bulk-update parameter lists, grouped so that each executemany sets the same columns."""
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for row in rows:
+        values = row.values or {}
+        change = {"id": row.user_id, "updated_at": now}
+        for name in row.changes or {}:
+            if name in UPDATABLE:
+                change[name] = values[name]
+        if "username" in change:
+            change["username_key"] = fold_key(change["username"])
+        if "email" in change:
+            change["email_key"] = fold_key(change["email"])
+        if row.id in hashes:
+            change["password_hash"] = hashes[row.id]
+        groups.setdefault(tuple(sorted(change)), []).append(change)
+    return groups.values()
+
+
+def _recheck(session: Session, adds: list[ImportRow], updates: list[ImportRow]) -> None:
+    """Refuse the batch if users appeared, vanished or took an address since the review."""
+    add_names = {fold_key(r.values["username"]): r for r in adds}
+    for chunk in _chunks(list(add_names)):
+        taken = session.scalars(select(User.username_key).where(User.username_key.in_(chunk)))
+        for key in taken:
+            row = add_names[key]
+            raise ApplyError(f"Line {row.line}: the username “{row.username}” was created by "
+                             "someone else after this file was reviewed. Upload it again.")
+    update_ids = {r.user_id: r for r in updates}
+    for chunk in _chunks(list(update_ids)):
+        found = set(session.scalars(select(User.id).where(User.id.in_(chunk))))
+        for user_id in set(chunk) - found:
+            row = update_ids[user_id]
+            raise ApplyError(f"Line {row.line}: the user “{row.username}” was deleted after "
+                             "this file was reviewed. Upload it again.")
+    emails = {fold_key(r.values["email"]): r for r in adds}
+    emails.update({fold_key(r.values["email"]): r for r in updates
+                   if "email" in (r.changes or {})})
+    for chunk in _chunks(list(emails)):
+        query = select(User.email_key, User.id).where(User.email_key.in_(chunk))
+        for key, owner_id in session.execute(query):
+            row = emails[key]
+            if row.user_id != owner_id:
+                raise ApplyError(f"Line {row.line}: the e-mail address “{row.values['email']}” "
+                                 "now belongs to another user. Upload the file again.")
+
+
+def _record_outcomes(session: Session, batch_id: int) -> None:
+    """Set every row's outcome in a few set-based statements and purge the staged values."""
+    outcomes = (
+        (ImportRow.choice == ImportRow.ADD, "added"),
+        (ImportRow.choice == ImportRow.UPDATE, "updated"),
+        (ImportRow.proposed == ImportRow.ERROR, "error"),
+        (ImportRow.outcome.is_(None), "skipped"),
+    )
+    for condition, outcome in outcomes:
+        session.execute(update(ImportRow).where(
+            ImportRow.batch_id == batch_id, ImportRow.outcome.is_(None), condition)
+            .values(outcome=outcome).execution_options(synchronize_session=False))
+    session.execute(update(ImportRow).where(ImportRow.batch_id == batch_id)
+                    .values(values=None, raw=None).execution_options(synchronize_session=False))
+
+
+def _chunks(items: list):
+    for start in range(0, len(items), LOOKUP_CHUNK):
+        yield items[start:start + LOOKUP_CHUNK]
+
+
+def result_message(row: ImportRow, generate_passwords: bool) -> str:
+    """The sentence of the results CSV for one row; never contains a password."""
+    if row.outcome == "added":
+        return "Added; invitation queued." if generate_passwords else "Added."
+    if row.outcome == "updated":
+        return "Updated: " + ", ".join(sorted(row.changes or {})) + "."
+    if row.outcome == "error":
+        return " ".join(row.errors or [])
+    if row.proposed == ImportRow.NOCHANGE:
+        return "No change."
+    return "Skipped."

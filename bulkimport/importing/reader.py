@@ -1,0 +1,275 @@
+"""Bytes → Table: detect the encoding and delimiter, parse strictly, and map the headings.
+
+Plain functions without Flask objects, so that the web, the CLI, the benchmarks and the tests
+share them. Problems that make the whole file unusable raise `FileProblem`; problems of one row
+(a wrong number of fields, say) are left to validation so that the other rows can still be used.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+
+REQUIRED_FIELDS = ("username", "firstname", "surname", "email")
+
+# Normalised heading → field. Normalising drops case, spaces, "-" and "_".
+HEADING_ALIASES = {
+    "username": "username", "user": "username", "login": "username", "loginname": "username",
+    "firstname": "firstname", "givenname": "firstname", "forename": "firstname",
+    "surname": "surname", "lastname": "surname", "familyname": "surname",
+    "email": "email", "emailaddress": "email", "mail": "email",
+    "changepasswordnexttime": "must_change_password",
+    "mustchangepassword": "must_change_password",
+    "forcepasswordchange": "must_change_password",
+    "language": "language", "lang": "language",
+    "password": "password",
+}
+
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
+
+ENCODING_NAMES = {
+    "utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "utf-16": "UTF-16 with BOM",
+    "cp1252": "Windows-1252", "iso8859-1": "ISO-8859-1", "iso8859-15": "ISO-8859-15",
+    "cp1250": "Windows-1250", "mac-roman": "Mac Roman",
+}
+
+# Signatures of common files that are not text, with what to tell the person who uploaded them.
+BINARY_SIGNATURES = (
+    (b"PK\x03\x04", "a ZIP archive or an Excel workbook (.xlsx)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel workbook (.xls) or another Office file"),
+    (b"%PDF", "a PDF document"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x1f\x8b", "a gzip archive"),
+)
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_QUOTED = re.compile('"[^"]*"')
+
+
+class FileProblem(Exception):
+    """The file as a whole cannot be used; `message` says why in words, naming the line."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+@dataclass
+class Record:
+    """One data row: the physical line it starts on, the line it ends on, and its cells."""
+
+    line: int
+    end_line: int
+    cells: list[str]
+
+
+@dataclass
+class Table:
+    """A parsed file: what was detected, the headings with their fields, and the data rows."""
+
+    encoding: str
+    delimiter: str
+    headings: list[str]
+    fields: list[str | None]
+    records: list[Record] = field(default_factory=list)
+    blank_rows: int = 0
+
+    @property
+    def encoding_name(self) -> str:
+        """The encoding as a person would call it."""
+        return ENCODING_NAMES.get(self.encoding, self.encoding)
+
+    @property
+    def delimiter_name(self) -> str:
+        """The delimiter as a person would call it."""
+        return DELIMITERS.get(self.delimiter, repr(self.delimiter))
+
+    @property
+    def unknown_columns(self) -> list[str]:
+        """Headings that match no known field."""
+        return [h for h, f in zip(self.headings, self.fields, strict=True) if f is None]
+
+    def column(self, field_name: str) -> int | None:
+        """Index of the column holding `field_name`, or None if the file has no such column."""
+        try:
+            return self.fields.index(field_name)
+        except ValueError:
+            return None
+
+
+def normalise_heading(heading: str) -> str:
+    """The form in which headings are compared: no case, spaces, '-' or '_'."""
+    return re.sub(r"[\s_\-]+", "", heading).casefold()
+
+
+def read_table(
+    data: bytes,
+    *,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    fallbacks: tuple[str, ...] | list[str] = ("cp1252",),
+) -> Table:
+    """Parse an uploaded file; `encoding` and `delimiter` override detection when given."""
+    _refuse_binary(data, encoding)
+    text, used_encoding = decode(data, encoding, fallbacks)
+    if not text.strip():
+        raise FileProblem("The file is empty.")
+    _refuse_control_characters(text)
+    used_delimiter = delimiter or detect_delimiter(text)
+    rows = _parse(text, used_delimiter)
+
+    first = next(rows, None)
+    if first is None or not any(cell.strip() for cell in first.cells):
+        raise FileProblem("Line 1: the first line must hold the column headings.", 1)
+    headings = [cell.strip() for cell in first.cells]
+    fields = map_headings(headings)
+    table = Table(used_encoding, used_delimiter, headings, fields)
+    for record in rows:
+        if any(cell.strip() for cell in record.cells):
+            table.records.append(record)
+        else:
+            table.blank_rows += 1
+    if not table.records:
+        raise FileProblem("The file has a heading line but no user rows.", 2)
+    return table
+
+
+def map_headings(headings: list[str]) -> list[str | None]:
+    """The field of every heading (None when unknown); raises FileProblem for an empty,
+    duplicated or missing required heading."""
+    fields: list[str | None] = []
+    seen: dict[str, int] = {}
+    for number, heading in enumerate(headings, start=1):
+        if not heading:
+            raise FileProblem(f"Line 1: column {number} has no heading.", 1)
+        key = normalise_heading(heading)
+        name = HEADING_ALIASES.get(key)
+        if (name or key) in seen:
+            raise FileProblem(
+                f"Line 1: the heading “{heading}” (column {number}) duplicates column "
+                f"{seen[name or key]}; each column must appear once.", 1)
+        seen[name or key] = number
+        fields.append(name)
+    missing = [name for name in REQUIRED_FIELDS if name not in fields]
+    if missing:
+        raise FileProblem(
+            "Line 1: required column" + ("s" if len(missing) > 1 else "") + " missing: "
+            + ", ".join(missing) + ". The first line must name the columns username, firstname, "
+            "surname and email (found: " + ", ".join(headings) + ").", 1)
+    return fields
+
+
+def decode(data: bytes, encoding: str | None, fallbacks) -> tuple[str, str]:
+    """Decode `data` with the override, else by BOM, else UTF-8, else each fallback in turn.
+
+    Returns the text and the codec name used. A UTF-8 BOM is never kept in the text.
+    """
+    if encoding:
+        codec = _codec(encoding)
+        if codec == "utf-8":
+            codec = "utf-8-sig"
+        try:
+            return data.decode(codec), codec
+        except UnicodeDecodeError as exc:
+            raise FileProblem(
+                f"Line {_line_of(data, exc.start)}: the file is not valid "
+                f"{ENCODING_NAMES.get(codec, codec)} (byte 0x{data[exc.start]:02x}). Choose the "
+                "right encoding under Advanced, or leave it on “Detect”.", _line_of(data, exc.start)
+            ) from None
+    if data.startswith(codecs.BOM_UTF8):
+        candidates = ["utf-8-sig"]
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        candidates = ["utf-16"]
+    else:
+        candidates = ["utf-8", *(_codec(name) for name in fallbacks)]
+    first_error = None
+    for codec in candidates:
+        try:
+            return data.decode(codec), codec
+        except UnicodeDecodeError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    line = _line_of(data, first_error.start)
+    tried = " nor ".join(ENCODING_NAMES.get(c, c) for c in candidates)
+    raise FileProblem(
+        f"Line {line}: the file is neither {tried} (byte 0x{data[first_error.start]:02x} cannot be "
+        "read). Save it as “CSV UTF-8”, or choose its encoding under Advanced.", line)
+
+
+def detect_delimiter(text: str) -> str:
+    """The most frequent of , ; tab | on the heading line, outside quotes; ',' when none occurs
+    (a one-column file), since csv.Sniffer raises on those."""
+    heading_line = _QUOTED.sub("", text.lstrip("\r\n").split("\n", 1)[0])
+    counts = {d: heading_line.count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])  # ties keep the order of DELIMITERS
+    return best if counts[best] else ","
+
+
+def _parse(text: str, delimiter: str):
+    """Yield Records, turning csv errors into FileProblem with the line the row starts on."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    start = 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise FileProblem(_csv_error_message(exc, start, reader.line_num), start) from None
+        yield Record(start, reader.line_num, cells)
+        start = reader.line_num + 1
+
+
+def _csv_error_message(exc: csv.Error, start: int, end: int) -> str:
+    reason = str(exc)
+    if "unexpected end of data" in reason:
+        return (f"Line {start}: a quoted value that starts on this line is never closed "
+                "(a \" is missing), so the rest of the file would be swallowed into one cell.")
+    if "expected after" in reason:
+        where = f"Line {start}" if start == end else f"Lines {start}–{end}"
+        return (f"{where}: a quoted value is not closed properly — after a closing \" the next "
+                "character must be the delimiter or the end of the line. Check the quotes.")
+    if "field larger than field limit" in reason:
+        return f"Line {start}: a value is far too long ({reason})."
+    return f"Line {start}: the line cannot be read as CSV ({reason})."
+
+
+def _refuse_binary(data: bytes, encoding: str | None) -> None:
+    for signature, what in BINARY_SIGNATURES:
+        if data.startswith(signature):
+            raise FileProblem(
+                f"This is {what}, not a CSV file. In your spreadsheet, use “Save as” and choose "
+                "“CSV UTF-8 (comma delimited)”, then upload that file.")
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
+        encoding and _codec(encoding).startswith("utf-16"))
+    if not utf16 and b"\x00" in data:
+        line = _line_of(data, data.index(b"\x00"))
+        raise FileProblem(
+            f"Line {line}: the file contains a NUL byte, so it is not a text file — or it is "
+            "UTF-16 without a byte-order mark (then choose UTF-16 under Advanced).", line)
+
+
+def _refuse_control_characters(text: str) -> None:
+    match = _CONTROL.search(text)
+    if match:
+        line = text.count("\n", 0, match.start()) + 1
+        raise FileProblem(
+            f"Line {line}: the file contains the control character U+{ord(match.group()):04X}, "
+            "which has no place in a CSV file. Remove it and upload again.", line)
+
+
+def _codec(name: str) -> str:
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise FileProblem(f"“{name}” is not an encoding this server knows.") from None
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1

@@ -1,0 +1,163 @@
+"""Staging and review of an upload: store the plan of every row, page through it, record the
+administrator's choices, and purge what is no longer needed.
+
+Services add and flush; the view or the job that calls them owns the transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from ..models import ImportBatch, ImportRow, utcnow
+from .reader import read_table
+from .validation import plan_table
+
+# Which proposed actions each choice applies to ("skip" applies to every row not in error).
+APPLICABLE = {
+    ImportRow.ADD: (ImportRow.ADD,),
+    ImportRow.UPDATE: (ImportRow.UPDATE,),
+    ImportRow.SKIP: (ImportRow.ADD, ImportRow.UPDATE, ImportRow.NOCHANGE),
+}
+FILTERS = ("all", ImportRow.ADD, ImportRow.UPDATE, ImportRow.NOCHANGE, ImportRow.ERROR)
+ROWS_PER_PAGE = 100
+STAGE_CHUNK = 5000
+
+
+@dataclass
+class UploadOptions:
+    """What the upload form asks besides the file; None means detect."""
+
+    generate_passwords: bool = False
+    encoding: str | None = None
+    delimiter: str | None = None
+
+
+def stage_upload(session: Session, owner_id: int, filename: str, data: bytes,
+                 options: UploadOptions) -> ImportBatch:
+    """Read, validate and stage an uploaded file; raises FileProblem (writing nothing) when the
+    file as a whole cannot be used."""
+    config = current_app.config
+    table = read_table(data, encoding=options.encoding, delimiter=options.delimiter,
+                       fallbacks=config["ENCODING_FALLBACKS"])
+    plan = plan_table(table, session, generate_passwords=options.generate_passwords,
+                      allowed_domains=config["ALLOWED_EMAIL_DOMAINS"],
+                      secret_key=config["SECRET_KEY"])
+    now = utcnow()
+    batch = ImportBatch(
+        owner_id=owner_id, filename=filename[:255] or "upload.csv",
+        sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+        generate_passwords=options.generate_passwords, encoding=table.encoding,
+        delimiter=table.delimiter,
+        columns=[{"heading": h, "field": f} for h, f in zip(table.headings, table.fields, strict=True)],
+        counts=plan.counts, created_at=now,
+        expires_at=now + timedelta(hours=config["BATCH_TTL_HOURS"]),
+    )
+    session.add(batch)
+    session.flush()
+    rows = [
+        {"batch_id": batch.id, "line": r.line, "end_line": r.end_line, "username": r.username[:255],
+         "proposed": r.action, "choice": ImportRow.SKIP, "user_id": r.user_id,
+         "values": r.values or None, "raw": r.raw, "changes": r.changes or None,
+         "errors": r.errors or None}
+        for r in plan.rows
+    ]
+    for start in range(0, len(rows), STAGE_CHUNK):
+        session.execute(insert(ImportRow), rows[start:start + STAGE_CHUNK])
+    return batch
+
+
+def batch_for(session: Session, batch_id: int, owner_id: int) -> ImportBatch | None:
+    """The batch if it exists and belongs to `owner_id`; expired batches are purged first."""
+    batch = session.get(ImportBatch, batch_id)
+    if batch is None or batch.owner_id != owner_id:
+        return None
+    if batch.is_open and batch.expires_at <= utcnow():
+        _expire(session, batch)
+    return batch
+
+
+def purge_expired(session: Session) -> int:
+    """Expire every open batch past its time to live, deleting its staged rows; returns how many."""
+    batches = session.scalars(select(ImportBatch).where(
+        ImportBatch.status.in_((ImportBatch.STAGED, ImportBatch.FAILED)),
+        ImportBatch.expires_at <= utcnow()))
+    count = 0
+    for batch in batches:
+        _expire(session, batch)
+        count += 1
+    return count
+
+
+def _expire(session: Session, batch: ImportBatch) -> None:
+    session.execute(delete(ImportRow).where(ImportRow.batch_id == batch.id))
+    batch.status = ImportBatch.EXPIRED
+
+
+def rows_query(batch_id: int, show: str):
+    """The select() of a batch's rows under a review filter, in file order."""
+    query = select(ImportRow).where(ImportRow.batch_id == batch_id).order_by(ImportRow.line)
+    if show != "all":
+        query = query.where(ImportRow.proposed == show)
+    return query
+
+
+def choice_counts(session: Session, batch_id: int) -> dict[str, int]:
+    """How many rows are currently chosen for add, update and skip (rows in error excluded)."""
+    query = (select(ImportRow.choice, func.count()).where(
+        ImportRow.batch_id == batch_id, ImportRow.proposed != ImportRow.ERROR)
+        .group_by(ImportRow.choice))
+    counts = {ImportRow.ADD: 0, ImportRow.UPDATE: 0, ImportRow.SKIP: 0}
+    counts.update(dict(session.execute(query).all()))
+    return counts
+
+
+def heading_states(batch: ImportBatch, chosen: dict[str, int]) -> dict[str, bool]:
+    """Whether each column-heading checkbox shows as ticked: every row it applies to has it."""
+    counts = batch.counts
+    applicable = {action: sum(counts[p] for p in proposed)
+                  for action, proposed in APPLICABLE.items()}
+    return {action: applicable[action] > 0 and chosen[action] == applicable[action]
+            for action in APPLICABLE}
+
+
+def save_choices(session: Session, batch: ImportBatch, headings: dict[str, tuple[bool, bool]],
+                 rows: Iterable[tuple[int, str]]) -> None:
+    """Record the administrator's choices.
+
+    `headings` maps an action to (was ticked, is ticked) for its column-heading checkbox: newly
+    ticked selects that action for every row of the batch it applies to; newly unticked sends
+    those rows back to Skip. `rows` then gives (row id, choice) for each radio the administrator
+    changed on the visible page, which wins over the heading.
+    """
+    for action, (was, now) in headings.items():
+        if now == was:
+            continue
+        if now:
+            session.execute(update(ImportRow).where(
+                ImportRow.batch_id == batch.id,
+                ImportRow.proposed.in_(APPLICABLE[action])).values(choice=action))
+        elif action != ImportRow.SKIP:
+            session.execute(update(ImportRow).where(
+                ImportRow.batch_id == batch.id, ImportRow.choice == action)
+                .values(choice=ImportRow.SKIP))
+    by_choice: dict[str, list[int]] = {}
+    for row_id, choice in rows:
+        by_choice.setdefault(choice, []).append(row_id)
+    for choice, ids in by_choice.items():
+        session.execute(update(ImportRow).where(
+            ImportRow.batch_id == batch.id, ImportRow.id.in_(ids),
+            ImportRow.proposed.in_(APPLICABLE[choice])).values(choice=choice))
+
+
+def rows_with_errors(session: Session, batch: ImportBatch):
+    """(raw cells, error text) of every row in error, for the `Download rows with errors` file."""
+    query = rows_query(batch.id, ImportRow.ERROR).with_only_columns(ImportRow.raw, ImportRow.errors)
+    for raw, errors in session.execute(query):
+        yield raw or [], " ".join(errors or [])

@@ -1,0 +1,320 @@
+"""Table + existing users → one RowPlan per row: Add, Update, No change or Error with reasons.
+
+Existing users are looked up with a handful of set-based queries, never one query per row.
+Messages are written for the administrator who will fix the file, and never contain a password.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..models import ImportRow, User, fold_key
+from ..security import password_problems, seal_password
+from .reader import FileProblem, Table
+
+MAX_NAME_LENGTH = 100
+LOOKUP_CHUNK = 5000  # stays under SQLite's and PostgreSQL's bound-parameter limits
+
+TRUE_WORDS = {"1", "yes", "y", "true"}
+FALSE_WORDS = {"0", "no", "n", "false", ""}
+FIELD_LABELS = {
+    "username": "username", "firstname": "firstname", "surname": "surname", "email": "email",
+    "must_change_password": "Change password next time", "language": "language",
+    "password": "password",
+}
+# Fields compared with the stored user to find what an Update changes, in display order.
+COMPARED_FIELDS = ("username", "firstname", "surname", "email", "language",
+                   "must_change_password")
+
+_USERNAME = re.compile(r"^[^\W_][\w.@-]*$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")
+# Scripts whose letters imitate each other; mixing them in one name is refused.
+_CONFUSABLE_SCRIPTS = {"LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC"}
+# Lower-case letters of other scripts that look like a Latin letter.
+_SKELETON = str.maketrans({
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j",
+    "ѕ": "s", "һ": "h", "ԁ": "d", "ԛ": "q", "ԝ": "w", "ӏ": "l", "к": "k", "в": "b", "м": "m",
+    "н": "h", "т": "t", "α": "a", "ο": "o", "ν": "v", "ρ": "p", "τ": "t", "ι": "i", "κ": "k",
+    "υ": "u", "χ": "x", "ε": "e", "β": "b", "η": "n", "μ": "u", "ω": "w",
+})
+
+
+@dataclass
+class RowPlan:
+    """What validation proposes for one row. `values` holds the cleaned values of known columns
+    (a file password already sealed); `changes` maps a field to [old, new] for an Update."""
+
+    line: int
+    end_line: int
+    raw: list[str]
+    username: str
+    values: dict[str, Any] = field(default_factory=dict)
+    action: str = ImportRow.ADD
+    user_id: int | None = None
+    changes: dict[str, list[Any]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    duplicate: bool = False
+
+
+@dataclass
+class Plan:
+    """The plans of every row with the counts the review page puts first."""
+
+    rows: list[RowPlan]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Rows per proposed action, plus rows involved in duplicates inside the file."""
+        counts = {ImportRow.ADD: 0, ImportRow.UPDATE: 0, ImportRow.NOCHANGE: 0,
+                  ImportRow.ERROR: 0, "duplicate": 0, "total": len(self.rows)}
+        for row in self.rows:
+            counts[row.action] += 1
+            counts["duplicate"] += row.duplicate
+        return counts
+
+
+def plan_table(
+    table: Table,
+    session: Session,
+    *,
+    generate_passwords: bool,
+    allowed_domains: Iterable[str] = (),
+    secret_key: str,
+) -> Plan:
+    """Validate every row of `table` and propose an action for it against the users in the
+    database; raises FileProblem when an option makes the whole file unusable."""
+    if generate_passwords and table.column("password") is not None:
+        raise FileProblem(
+            "The file has a password column, but “Generate random passwords and send login "
+            "credentials via email” is ticked. Remove the password column, or untick the option "
+            "to use the passwords in the file.", 1)
+    allowed = tuple(d.lower().lstrip(".") for d in allowed_domains)
+    columns = {f: i for i, f in enumerate(table.fields) if f is not None}
+    width = len(table.headings)
+
+    rows = [_check_row(record, columns, width, allowed) for record in table.records]
+    _mark_duplicates(rows)
+    existing = _existing_users(session, {fold_key(r.values["username"]) for r in rows
+                                         if r.values.get("username")})
+    owners = _email_owners(session, {fold_key(r.values["email"]) for r in rows
+                                     if r.values.get("email")})
+    lookalikes = _lookalikes(session, rows)
+    for row in rows:
+        _decide(row, existing, owners, lookalikes, generate_passwords, secret_key)
+    return Plan(rows)
+
+
+def _check_row(record, columns: dict[str, int], width: int, allowed: tuple[str, ...]) -> RowPlan:
+    cells = record.cells
+    username_cell = cells[columns["username"]].strip() if columns["username"] < len(cells) else ""
+    row = RowPlan(record.line, record.end_line, cells, username_cell)
+    if len(cells) != width:
+        more_or_fewer = "more" if len(cells) > width else "fewer"
+        row.errors.append(f"The row has {len(cells)} fields, {more_or_fewer} than the {width} "
+                          "columns of the heading line (a stray delimiter or a missing quote?).")
+        return row
+
+    values: dict[str, Any] = {f: cells[i].strip() for f, i in columns.items()}
+    for name, value in values.items():
+        if "\n" in value or "\r" in value:
+            span = f"lines {record.line}–{record.end_line}"
+            row.errors.append(f"{FIELD_LABELS[name]} contains a line break ({span}); "
+                              "perhaps a quote is not closed.")
+    for name in ("username", "firstname", "surname", "email"):
+        if not values[name]:
+            row.errors.append(f"{FIELD_LABELS[name]} is missing.")
+    if values["username"]:
+        values["username"] = unicodedata.normalize("NFKC", values["username"])
+        row.username = values["username"]
+        row.errors.extend(username_problems(values["username"]))
+    for name in ("firstname", "surname"):
+        if len(values[name]) > MAX_NAME_LENGTH:
+            row.errors.append(f"{name} is longer than {MAX_NAME_LENGTH} characters.")
+    if values["email"]:
+        email, problem = check_email(values["email"], allowed)
+        values["email"] = email
+        if problem:
+            row.errors.append(problem)
+    if "must_change_password" in values:
+        word = values["must_change_password"].lower()
+        if word in TRUE_WORDS:
+            values["must_change_password"] = True
+        elif word in FALSE_WORDS:
+            values["must_change_password"] = None if word == "" else False
+        else:
+            row.errors.append(f"Change password next time is “{values['must_change_password']}”; "
+                              "use 1 or 0 (yes/no, true/false, y/n also work), or leave it empty.")
+    if values.get("language") and not _LANGUAGE.match(values["language"]):
+        row.errors.append(f"language “{values['language']}” is not a language code such as en, "
+                          "fr or pt_BR.")
+    row.values = values
+    return row
+
+
+def username_problems(username: str) -> list[str]:
+    """Every rule an (NFKC-normalised) username breaks, each as a sentence."""
+    problems = []
+    if len(username) > MAX_NAME_LENGTH:
+        problems.append(f"username is longer than {MAX_NAME_LENGTH} characters.")
+    if not _USERNAME.match(username):
+        bad = sorted({c for c in username if not (c.isalnum() or c in "._-@")})
+        found = ", ".join("space" if c == " " else f"“{c}”" for c in bad) or "a leading symbol"
+        problems.append("username may only contain letters, digits and . _ - @, and must start "
+                        f"with a letter or digit (found {found}).")
+    scripts = _scripts(username)
+    if len(scripts) > 1:
+        names = " and ".join(sorted(s.title() for s in scripts))
+        problems.append(f"username mixes {names} letters, which can imitate another name.")
+    return problems
+
+
+def _scripts(text: str) -> set[str]:
+    if text.isascii():
+        return {"LATIN"} if any(c.isalpha() for c in text) else set()
+    found = set()
+    for char in text:
+        if char.isalpha():
+            script = unicodedata.name(char, "UNKNOWN").split(" ", 1)[0]
+            if script in _CONFUSABLE_SCRIPTS:
+                found.add(script)
+    return found
+
+
+def skeleton(username: str) -> str:
+    """The Latin look-alike of a username written in another script, for spotting imitations."""
+    return fold_key(username).translate(_SKELETON)
+
+
+def check_email(value: str, allowed: tuple[str, ...]) -> tuple[str, str | None]:
+    """The normalised address and a problem sentence (None when the address is good)."""
+    if "<" in value or ">" in value or '"' in value:
+        return value, (f"email “{value}” must be a bare address such as name@example.com, "
+                       "without a display name, quotes or angle brackets.")
+    if any(sep in value for sep in ",; "):
+        return value, f"email “{value}” must hold exactly one address, without spaces or lists."
+    domain = value.rpartition("@")[2].lower()
+    intranet = any(domain == d or domain.endswith("." + d) for d in allowed)
+    try:
+        result = validate_email(value, check_deliverability=False, allow_smtputf8=False,
+                                allow_display_name=False, globally_deliverable=not intranet)
+    except EmailNotValidError as exc:
+        hint = ""
+        if "special-use or reserved" in str(exc):
+            hint = " An intranet domain can be allowed with BULKIMPORT_ALLOWED_EMAIL_DOMAINS."
+        return value, f"email “{value}” is not a valid e-mail address: {exc}{hint}"
+    return result.normalized, None
+
+
+def _mark_duplicates(rows: list[RowPlan]) -> None:
+    for name in ("username", "email"):
+        groups: dict[str, list[RowPlan]] = defaultdict(list)
+        for row in rows:
+            if row.values.get(name):
+                groups[fold_key(row.values[name])].append(row)
+        for group in groups.values():
+            if len(group) > 1:
+                lines = ", ".join(str(r.line) for r in group)
+                for row in group:
+                    row.duplicate = True
+                    row.errors.append(
+                        f"{name} “{row.values[name]}” appears {len(group)} times in the file, "
+                        f"ignoring case (lines {lines}).")
+
+
+def _chunks(keys: set[str]):
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), LOOKUP_CHUNK):
+        yield ordered[start:start + LOOKUP_CHUNK]
+
+
+def _existing_users(session: Session, keys: set[str]) -> dict[str, dict[str, Any]]:
+    found = {}
+    columns = (User.id, User.username_key, User.username, User.firstname, User.surname,
+               User.email, User.language, User.must_change_password)
+    for chunk in _chunks(keys):
+        for row in session.execute(select(*columns).where(User.username_key.in_(chunk))):
+            found[row.username_key] = row._asdict()
+    return found
+
+
+def _email_owners(session: Session, keys: set[str]) -> dict[str, tuple[int, str]]:
+    owners = {}
+    for chunk in _chunks(keys):
+        query = select(User.email_key, User.id, User.username).where(User.email_key.in_(chunk))
+        for email_key, user_id, username in session.execute(query):
+            owners[email_key] = (user_id, username)
+    return owners
+
+
+def _lookalikes(session: Session, rows: list[RowPlan]) -> dict[str, str]:
+    """Map the skeleton of each non-ASCII username to an existing or in-file name it imitates."""
+    wanted = {}
+    for row in rows:
+        name = row.values.get("username")
+        if name and not name.isascii():
+            shape = skeleton(name)
+            if shape != fold_key(name):
+                wanted[shape] = name
+    if not wanted:
+        return {}
+    names = {fold_key(r.values["username"]): r.values["username"] for r in rows
+             if r.values.get("username")}
+    for chunk in _chunks(set(wanted)):
+        query = select(User.username_key, User.username).where(User.username_key.in_(chunk))
+        names.update(dict(session.execute(query).all()))
+    return {shape: names[shape] for shape in wanted if shape in names}
+
+
+def _decide(row: RowPlan, existing, owners, lookalikes, generate_passwords, secret_key) -> None:
+    values = row.values
+    username = values.get("username")
+    if username and not username.isascii() and skeleton(username) in lookalikes:
+        row.errors.append(f"username “{username}” looks like the username "
+                          f"“{lookalikes[skeleton(username)]}” (letters of another script).")
+    if row.errors:
+        row.action = ImportRow.ERROR
+        return
+
+    current = existing.get(fold_key(username))
+    owner = owners.get(fold_key(values["email"]))
+    if owner and (current is None or owner[0] != current["id"]):
+        row.errors.append(f"email “{values['email']}” already belongs to the user “{owner[1]}”.")
+
+    password = values.pop("password", "")
+    if current is None:
+        if not generate_passwords:
+            if not password:
+                row.errors.append("password is missing: a new user needs one, or tick “Generate "
+                                  "random passwords and send login credentials via email”.")
+            else:
+                row.errors.extend(password_problems(password, username=username))
+    elif password:
+        row.errors.extend(password_problems(password, username=username))
+    if row.errors:
+        row.action = ImportRow.ERROR
+        return
+    if password:
+        values["password"] = seal_password(password, secret_key)
+
+    if current is None:
+        row.action = ImportRow.ADD
+        return
+    row.user_id = current["id"]
+    for name in COMPARED_FIELDS:
+        new = values.get(name)
+        if new is None or new == "":
+            continue  # the column is absent or the cell empty: the stored value stays
+        if new != current[name]:
+            row.changes[name] = [current[name], new]
+    if password:
+        row.changes["password"] = ["", "(set from the file)"]
+    row.action = ImportRow.UPDATE if row.changes else ImportRow.NOCHANGE

@@ -1,0 +1,154 @@
+"""Typed SQLAlchemy 2 models: users, staged import batches with their rows, and invitations."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, datetime
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    """The current time in UTC, naive, as stored in the database."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def fold_key(value: str) -> str:
+    """The case-insensitive key under which usernames and e-mail addresses must be unique."""
+    return unicodedata.normalize("NFKC", value).casefold()
+
+
+class User(UserMixin, db.Model):
+    """A person who can log in. `username_key` and `email_key` carry the case-insensitive
+    uniqueness in the database itself, the same on SQLite and PostgreSQL."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100))
+    username_key: Mapped[str] = mapped_column(String(100), unique=True)
+    firstname: Mapped[str] = mapped_column(String(100))
+    surname: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(254))
+    email_key: Mapped[str] = mapped_column(String(254), unique=True)
+    language: Mapped[str | None] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(String(60))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    must_change_password: Mapped[bool] = mapped_column(default=False)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    invitations: Mapped[list[Invitation]] = relationship(
+        back_populates="user", order_by="Invitation.id"
+    )
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the account may log in (Flask-Login asks before logging a user in)."""
+        return self.active
+
+    @property
+    def full_name(self) -> str:
+        """First name and surname, as shown in lists."""
+        return f"{self.firstname} {self.surname}"
+
+    def set_identity(self, username: str, email: str) -> None:
+        """Set username and e-mail together with their uniqueness keys."""
+        self.username, self.username_key = username, fold_key(username)
+        self.email, self.email_key = email, fold_key(email)
+
+
+class ImportBatch(db.Model):
+    """One uploaded CSV file, staged for review and then applied once (or expired)."""
+
+    __tablename__ = "import_batches"
+
+    STAGED, QUEUED, APPLYING, APPLIED, FAILED, EXPIRED = (
+        "staged", "queued", "applying", "applied", "failed", "expired",
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=STAGED)
+    filename: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int]
+    generate_passwords: Mapped[bool] = mapped_column(default=False)
+    encoding: Mapped[str] = mapped_column(String(32))
+    delimiter: Mapped[str] = mapped_column(String(4))
+    # [{"heading": "E-mail", "field": "email"}, …]; field is None for unknown columns.
+    columns: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    counts: Mapped[dict[str, int]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    progress_done: Mapped[int] = mapped_column(default=0)
+    progress_total: Mapped[int] = mapped_column(default=0)
+    progress_stage: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    applied_at: Mapped[datetime | None]
+    result: Mapped[dict[str, int] | None] = mapped_column(JSON)
+
+    owner: Mapped[User] = relationship()
+
+    @property
+    def unknown_columns(self) -> list[str]:
+        """Headings that match no field; their values are not imported."""
+        return [c["heading"] for c in self.columns if c["field"] is None]
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the batch can still be reviewed and submitted."""
+        return self.status in (self.STAGED, self.FAILED)
+
+
+class ImportRow(db.Model):
+    """One data row of a batch: its values, the proposed action, the admin's choice and, after
+    apply, the outcome. `values` and `raw` are purged once the batch is applied or expires."""
+
+    __tablename__ = "import_rows"
+    __table_args__ = (
+        Index("ix_import_rows_batch_line", "batch_id", "line"),
+        Index("ix_import_rows_batch_proposed", "batch_id", "proposed"),
+    )
+
+    ADD, UPDATE, NOCHANGE, ERROR, SKIP = "add", "update", "nochange", "error", "skip"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("import_batches.id", ondelete="CASCADE"))
+    line: Mapped[int]
+    end_line: Mapped[int]
+    username: Mapped[str] = mapped_column(String(255))
+    proposed: Mapped[str] = mapped_column(String(16))
+    choice: Mapped[str] = mapped_column(String(16), default=SKIP)
+    user_id: Mapped[int | None]
+    values: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    raw: Mapped[list[str] | None] = mapped_column(JSON)
+    changes: Mapped[dict[str, list[Any]] | None] = mapped_column(JSON)
+    errors: Mapped[list[str] | None] = mapped_column(JSON)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+
+
+class Invitation(db.Model):
+    """The outbox entry for one new user's login credentials; the queue only wakes the workers."""
+
+    __tablename__ = "invitations"
+
+    QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batches.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="invitations")

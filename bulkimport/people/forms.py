@@ -1,0 +1,102 @@
+"""Forms of Admin > People: search, upload, and the review (action-select) step."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import BooleanField, HiddenField, RadioField, SearchField, SelectField, SubmitField
+
+from ..importing.staging import APPLICABLE, FILTERS
+from ..models import ImportRow
+
+ENCODINGS = [("", "Detect"), ("utf-8", "UTF-8"), ("utf-16", "UTF-16 (with BOM)"),
+             ("cp1252", "Windows-1252 (Western Europe)"), ("iso8859-15", "ISO-8859-15"),
+             ("latin-1", "ISO-8859-1"), ("cp1250", "Windows-1250 (Central Europe)"),
+             ("mac-roman", "Mac Roman")]
+DELIMITERS = [("", "Detect"), (",", "Comma ,"), (";", "Semicolon ;"), ("\t", "Tab"),
+              ("|", "Vertical bar |")]
+GENERATE_LABEL = "Generate random passwords and send login credentials via email"
+
+
+class SearchForm(FlaskForm):
+    """The user-list search box (GET, so no CSRF token)."""
+
+    class Meta:  # noqa: D106
+        csrf = False
+
+    q = SearchField("Search by username, name or e-mail")
+
+
+class UploadForm(FlaskForm):
+    """Step 1: the file, the password option and the advanced overrides."""
+
+    file = FileField("CSV file", validators=[FileRequired("Choose a CSV file to upload.")])
+    generate_passwords = BooleanField(GENERATE_LABEL)
+    encoding = SelectField("Encoding", choices=ENCODINGS, default="")
+    delimiter = SelectField("Delimiter", choices=DELIMITERS, default="")
+    submit = SubmitField("Upload and review")
+
+
+class ReviewForm(FlaskForm):
+    """Step 2: one radio per visible row (added by `review_form_for`), a checkbox per column
+    heading with its state as rendered, and where to go next."""
+
+    all_add = BooleanField("Add")
+    all_update = BooleanField("Update")
+    all_skip = BooleanField("Skip")
+    was_all_add = HiddenField()
+    was_all_update = HiddenField()
+    was_all_skip = HiddenField()
+    # Set to "1" by the page's script, which mirrors a heading tick onto the visible radios:
+    # then every visible radio is what the administrator sees and wants.
+    scripted = HiddenField()
+    show = HiddenField(default="all")
+    page = HiddenField(default="1")
+    goto_show = HiddenField()
+    goto_page = HiddenField()
+    save = SubmitField("Save choices")
+    submit = SubmitField("Submit")
+
+    def heading_changes(self) -> dict[str, tuple[bool, bool]]:
+        """(was ticked, is ticked) of each column-heading checkbox."""
+        return {action: (getattr(self, f"was_all_{action}").data == "1",
+                         bool(getattr(self, f"all_{action}").data))
+                for action in APPLICABLE}
+
+    def row_changes(self) -> list[tuple[int, str]]:
+        """(row id, choice) for every visible row whose radio the administrator set: all of
+        them when the script ran, else those changed from how they were rendered (so that an
+        untouched radio does not undo a heading ticked without JavaScript)."""
+        every = self.scripted.data == "1"
+        changes = []
+        for name, field in self._fields.items():
+            if name.startswith("row_") and field.data and (every or field.data != field.object_data):
+                changes.append((int(name[4:]), field.data))
+        return changes
+
+    def destination(self) -> tuple[str, int]:
+        """The filter and page to show next: the one asked for, else the current one."""
+        show = self.goto_show.data or self.show.data
+        page = self.goto_page.data or (self.page.data if not self.goto_show.data else "1")
+        return (show if show in FILTERS else "all"), max(1, int(page) if page.isdigit() else 1)
+
+
+def review_form_for(rows: list[ImportRow], headings: dict[str, bool]) -> ReviewForm:
+    """A ReviewForm with a radio group for every selectable row of the visible page."""
+
+    class PageReviewForm(ReviewForm):
+        pass
+
+    for row in rows:
+        if row.proposed == ImportRow.ERROR:
+            continue  # rows in error cannot be selected
+        choices = [(action, action.title()) for action, proposed in APPLICABLE.items()
+                   if row.proposed in proposed]
+        setattr(PageReviewForm, f"row_{row.id}", RadioField(
+            f"Line {row.line}", choices=choices, default=row.choice, validate_choice=True))
+    form = PageReviewForm()
+    if not form.is_submitted():
+        for action, ticked in headings.items():
+            getattr(form, f"was_all_{action}").data = "1" if ticked else ""
+            getattr(form, f"all_{action}").data = ticked
+    return form

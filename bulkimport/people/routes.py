@@ -1,0 +1,196 @@
+"""Views of Admin > People: thin wrappers that read a form, call a service and render."""
+
+from __future__ import annotations
+
+from flask import (
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from flask_login import current_user
+from sqlalchemy import func, or_, select
+
+from ..csvfiles import csv_lines
+from ..extensions import db
+from ..importing.apply import ApplyError, result_message
+from ..importing.jobs import submit_batch
+from ..importing.reader import DELIMITERS, ENCODING_NAMES, FileProblem
+from ..importing.staging import (
+    FILTERS,
+    ROWS_PER_PAGE,
+    UploadOptions,
+    batch_for,
+    choice_counts,
+    heading_states,
+    purge_expired,
+    rows_query,
+    rows_with_errors,
+    save_choices,
+    stage_upload,
+)
+from ..models import ImportBatch, ImportRow, User
+from . import bp
+from .forms import SearchForm, UploadForm, review_form_for
+
+USERS_PER_PAGE = 50
+
+
+@bp.get("")
+def index():
+    """The user list: searchable, paginated, with the total count."""
+    form = SearchForm(request.args)
+    query = select(User).order_by(User.username_key)
+    term = (form.q.data or "").strip()
+    if term:
+        like = f"%{term.lower()}%"
+        query = query.where(or_(User.username_key.like(like), User.email_key.like(like),
+                                func.lower(User.firstname + " " + User.surname).like(like)))
+    users = db.paginate(query, per_page=USERS_PER_PAGE, error_out=False)
+    total = db.session.scalar(select(func.count(User.id)))
+    return render_template("people/index.html", form=form, users=users, term=term, total=total)
+
+
+@bp.route("/import", methods=["GET", "POST"])
+def upload():
+    """Step 1 of the import: the upload form; a good file is staged and reviewed next."""
+    form = UploadForm()
+    if form.validate_on_submit():
+        upload = form.file.data
+        options = UploadOptions(form.generate_passwords.data, form.encoding.data or None,
+                                form.delimiter.data or None)
+        purge_expired(db.session)
+        try:
+            batch = stage_upload(db.session, current_user.id, upload.filename or "",
+                                 upload.read(), options)
+        except FileProblem as problem:
+            db.session.rollback()
+            form.file.errors.append(problem.message)
+            return render_template("people/upload.html", form=form), 422
+        db.session.commit()
+        return redirect(url_for(".review", batch_id=batch.id))
+    return render_template("people/upload.html", form=form), 422 if form.errors else 200
+
+
+def _owned_batch(batch_id: int) -> ImportBatch:
+    batch = batch_for(db.session, batch_id, current_user.id)
+    if batch is None:
+        abort(404)
+    db.session.commit()  # keeps an expiry that batch_for may have just recorded
+    return batch
+
+
+@bp.route("/import/<int:batch_id>", methods=["GET", "POST"])
+def review(batch_id: int):
+    """Step 2: the action-select table; POST saves the choices and moves on or submits."""
+    batch = _owned_batch(batch_id)
+    if not batch.is_open:
+        return redirect(url_for(".result", batch_id=batch.id))
+    show = request.form.get("show") if request.method == "POST" else request.args.get("show")
+    show = show if show in FILTERS else "all"
+    page_arg = request.form.get("page") if request.method == "POST" else request.args.get("page")
+    page = int(page_arg) if page_arg and page_arg.isdigit() else 1
+    rows = db.paginate(rows_query(batch.id, show), page=page, per_page=ROWS_PER_PAGE,
+                       error_out=False)
+    chosen = choice_counts(db.session, batch.id)
+    headings = heading_states(batch, chosen)
+    form = review_form_for(rows.items, headings)
+    if form.validate_on_submit():
+        save_choices(db.session, batch, form.heading_changes(), form.row_changes())
+        db.session.commit()
+        if form.submit.data:
+            try:
+                outcome = submit_batch(batch)
+            except ApplyError as exc:
+                flash(str(exc), "danger")
+                return redirect(url_for(".review", batch_id=batch.id, show=show, page=page))
+            if outcome == "already":
+                flash("This file was already submitted; here is its result.", "info")
+            return redirect(url_for(".result", batch_id=batch.id))
+        show, page = form.destination()
+        return redirect(url_for(".review", batch_id=batch.id, show=show, page=page))
+    if form.errors:
+        flash("Some choices could not be saved: pick one of the offered actions.", "danger")
+    return render_template("people/review.html", batch=batch, rows=rows, show=show, form=form,
+                           chosen=chosen)
+
+
+@bp.get("/import/<int:batch_id>/errors.csv")
+def errors_csv(batch_id: int):
+    """The rows in error as uploaded, plus an `error` column: ready to fix and upload again."""
+    batch = _owned_batch(batch_id)
+    if not batch.is_open:
+        abort(404)
+    headings = [column["heading"] for column in batch.columns] + ["error"]
+    rows = ([*raw, error] for raw, error in rows_with_errors(db.session, batch))
+    return _csv_response(csv_lines([headings, *rows], batch.delimiter),
+                         f"errors-{_stem(batch.filename)}.csv")
+
+
+@bp.get("/import/<int:batch_id>/result")
+def result(batch_id: int):
+    """Step 3: progress while a job applies the batch, then the confirmation with counts."""
+    batch = _owned_batch(batch_id)
+    if batch.is_open and batch.status != ImportBatch.FAILED:
+        return redirect(url_for(".review", batch_id=batch.id))
+    return render_template("people/result.html", batch=batch)
+
+
+@bp.get("/import/<int:batch_id>/status.json")
+def status(batch_id: int):
+    """The batch's progress, for the progress bar's script."""
+    batch = _owned_batch(batch_id)
+    return {"status": batch.status, "stage": batch.progress_stage, "done": batch.progress_done,
+            "total": batch.progress_total, "error": batch.error, "result": batch.result}
+
+
+@bp.get("/import/<int:batch_id>/results.csv")
+def results_csv(batch_id: int):
+    """One line per input row: line, username, action, outcome, message; never a password."""
+    batch = _owned_batch(batch_id)
+    if batch.status != ImportBatch.APPLIED:
+        abort(404)
+    query = rows_query(batch.id, "all").execution_options(yield_per=2000)
+
+    def lines():
+        yield ["line", "username", "action", "outcome", "message"]
+        for row in db.session.scalars(query):
+            action = row.choice if row.proposed != ImportRow.ERROR else "error"
+            yield [row.line, row.username, action, row.outcome,
+                   result_message(row, batch.generate_passwords)]
+
+    return _csv_response(csv_lines(lines()), f"results-{_stem(batch.filename)}.csv")
+
+
+def _csv_response(lines, filename: str) -> Response:
+    return Response(stream_with_context(lines), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def _stem(filename: str) -> str:
+    stem = filename.rsplit(".", 1)[0] or "upload"
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:80]
+
+
+@bp.app_template_filter("encoding_name")
+def encoding_name(codec: str) -> str:
+    """An encoding as a person calls it: `UTF-8 with BOM`, `Windows-1252`."""
+    return ENCODING_NAMES.get(codec, codec)
+
+
+@bp.app_template_filter("delimiter_name")
+def delimiter_name(delimiter: str) -> str:
+    """A delimiter in words with the character itself: `semicolon (;)`."""
+    return f"{DELIMITERS.get(delimiter, 'custom')} ({'⇥' if delimiter == chr(9) else delimiter})"
+
+
+@bp.app_template_filter("display_value")
+def display_value(value) -> str:
+    """A stored value as shown in the old → new list: yes/no for flags, (empty) for nothing."""
+    if value is True or value is False:
+        return "yes" if value else "no"
+    return "(empty)" if value in (None, "") else str(value)

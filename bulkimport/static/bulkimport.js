@@ -1,0 +1,48 @@
+// Progressive enhancement only: every page works without this file.
+(function () {
+  "use strict";
+
+  // Review page: a ticked column heading selects that action on the visible rows at once
+  // (the server applies it to every row of the batch), and the form is told the script ran.
+  document.querySelectorAll("form[data-review]").forEach(function (form) {
+    var scripted = form.querySelector("input[name=scripted]");
+    if (scripted) { scripted.value = "1"; }
+    form.querySelectorAll("input[data-select-all]").forEach(function (box) {
+      box.addEventListener("change", function () {
+        var action = box.getAttribute("data-select-all");
+        form.querySelectorAll("input[type=radio][value=" + action + "]").forEach(function (radio) {
+          if (box.checked) { radio.checked = true; }
+          else if (radio.checked && action !== "skip") {
+            var skip = form.querySelector("input[type=radio][name='" + radio.name + "'][value=skip]");
+            if (skip) { skip.checked = true; }
+          }
+        });
+        form.querySelectorAll("input[data-select-all]").forEach(function (other) {
+          if (other !== box && box.checked) { other.checked = false; }
+        });
+      });
+    });
+  });
+
+  // Progress bars that move: poll the status URL until the work is finished, then reload.
+  document.querySelectorAll("[data-progress-url]").forEach(function (el) {
+    var bar = el.querySelector(".progress-bar");
+    var label = el.querySelector("[data-progress-label]");
+    function poll() {
+      fetch(el.getAttribute("data-progress-url"), { headers: { Accept: "application/json" } })
+        .then(function (r) { return r.json(); })
+        .then(function (s) {
+          var pct = s.total ? Math.floor(100 * s.done / s.total) : 0;
+          if (s.status === "applied") { pct = 100; }
+          bar.style.width = pct + "%";
+          bar.setAttribute("aria-valuenow", pct);
+          bar.textContent = pct + " %";
+          if (label) { label.textContent = s.stage || s.status; }
+          if (s.status === "applied" || s.status === "failed") { window.location.reload(); }
+          else { window.setTimeout(poll, 1000); }
+        })
+        .catch(function () { window.setTimeout(poll, 3000); });
+    }
+    poll();
+  });
+})();
