@@ -41,7 +41,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SECRET_KEY", None, str,
             "Signs sessions and CSRF tokens; generated once into instance/secret_key if unset."),
     Setting("DATABASE_URL", None, str,
-            "SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; SQLite in instance/ if unset."),
+            "SQLAlchemy URL (postgresql+psycopg://user@host/db); SQLite in instance/ if unset."),
     Setting("REDIS_URL", "", str,
             "Redis for the RQ queues; when empty, background jobs run in-process (threads)."),
     Setting("BASE_URL", "http://127.0.0.1:5000", str,

@@ -105,9 +105,10 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
             session.execute(update(User), changes)
         session.flush()
     except IntegrityError as exc:
-        raise ApplyError("Another change to the same usernames or e-mail addresses was saved "
-                         "while this batch was being applied; nothing was written. Upload the "
-                         f"file again to review it against the current users. ({exc.orig})") from None
+        raise ApplyError(
+            "Another change to the same usernames or e-mail addresses was saved while this batch "
+            "was being applied; nothing was written. Upload the file again to review it against "
+            f"the current users. ({exc.orig})") from None
 
     invitations = 0
     if batch.generate_passwords and new_ids:

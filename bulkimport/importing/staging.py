@@ -55,7 +55,8 @@ def stage_upload(session: Session, owner_id: int, filename: str, data: bytes,
         sha256=hashlib.sha256(data).hexdigest(), size=len(data),
         generate_passwords=options.generate_passwords, encoding=table.encoding,
         delimiter=table.delimiter,
-        columns=[{"heading": h, "field": f} for h, f in zip(table.headings, table.fields, strict=True)],
+        columns=[{"heading": h, "field": f}
+                 for h, f in zip(table.headings, table.fields, strict=True)],
         counts=plan.counts, created_at=now,
         expires_at=now + timedelta(hours=config["BATCH_TTL_HOURS"]),
     )

@@ -5,16 +5,19 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, HiddenField, RadioField, SearchField, SelectField, SubmitField
+from wtforms.fields.choices import SelectChoice
 
 from ..importing.staging import APPLICABLE, FILTERS
 from ..models import ImportRow
 
-ENCODINGS = [("", "Detect"), ("utf-8", "UTF-8"), ("utf-16", "UTF-16 (with BOM)"),
-             ("cp1252", "Windows-1252 (Western Europe)"), ("iso8859-15", "ISO-8859-15"),
-             ("latin-1", "ISO-8859-1"), ("cp1250", "Windows-1250 (Central Europe)"),
-             ("mac-roman", "Mac Roman")]
-DELIMITERS = [("", "Detect"), (",", "Comma ,"), (";", "Semicolon ;"), ("\t", "Tab"),
-              ("|", "Vertical bar |")]
+ENCODINGS = [SelectChoice(value, label) for value, label in (
+    ("", "Detect"), ("utf-8", "UTF-8"), ("utf-16", "UTF-16 (with BOM)"),
+    ("cp1252", "Windows-1252 (Western Europe)"), ("iso8859-15", "ISO-8859-15"),
+    ("latin-1", "ISO-8859-1"), ("cp1250", "Windows-1250 (Central Europe)"),
+    ("mac-roman", "Mac Roman"))]
+DELIMITERS = [SelectChoice(value, label) for value, label in (
+    ("", "Detect"), (",", "Comma ,"), (";", "Semicolon ;"), ("\t", "Tab"),
+    ("|", "Vertical bar |"))]
 GENERATE_LABEL = "Generate random passwords and send login credentials via email"
 
 
@@ -70,7 +73,8 @@ class ReviewForm(FlaskForm):
         every = self.scripted.data == "1"
         changes = []
         for name, field in self._fields.items():
-            if name.startswith("row_") and field.data and (every or field.data != field.object_data):
+            changed = field.data != field.object_data
+            if name.startswith("row_") and field.data and (every or changed):
                 changes.append((int(name[4:]), field.data))
         return changes
 
@@ -90,7 +94,7 @@ def review_form_for(rows: list[ImportRow], headings: dict[str, bool]) -> ReviewF
     for row in rows:
         if row.proposed == ImportRow.ERROR:
             continue  # rows in error cannot be selected
-        choices = [(action, action.title()) for action, proposed in APPLICABLE.items()
+        choices = [SelectChoice(action, action.title()) for action, proposed in APPLICABLE.items()
                    if row.proposed in proposed]
         setattr(PageReviewForm, f"row_{row.id}", RadioField(
             f"Line {row.line}", choices=choices, default=row.choice, validate_choice=True))

@@ -1,0 +1,217 @@
+"""Shared fixtures: an application on each available database, logged-in clients, and helpers
+that walk the import journey through the real HTTP views.
+
+Tests run on SQLite always, and on PostgreSQL too when BULKIMPORT_TEST_POSTGRES_URL names a
+server (CI sets it). Under CI=true a missing PostgreSQL, Redis or browser fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from bulkimport import create_app
+from bulkimport.accounts import create_admin
+from bulkimport.extensions import db
+from bulkimport.models import User
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+DATA = Path(__file__).resolve().parent / "data"
+IN_CI = os.environ.get("CI") == "true"
+POSTGRES_URL = os.environ.get("BULKIMPORT_TEST_POSTGRES_URL", "")
+REDIS_URL = os.environ.get("BULKIMPORT_TEST_REDIS_URL", "")
+ADMIN_PASSWORD = "admin-password-for-tests"
+
+
+def require(available: bool, what: str) -> None:
+    """Skip a test whose real part is missing on a developer machine; fail it in CI."""
+    if not available:
+        if IN_CI:
+            pytest.fail(f"{what} is required in CI but is not available")
+        pytest.skip(f"{what} is not available")
+
+
+def sample(name: str) -> bytes:
+    """The bytes of a file of ../shared/samples (tests/data holds a copy for fresh clones)."""
+    path = SAMPLES / name if (SAMPLES / name).exists() else DATA / "samples" / name
+    return path.read_bytes()
+
+
+def backends() -> list[str]:
+    """The databases the `app` fixture runs on."""
+    if IN_CI and not POSTGRES_URL:
+        raise RuntimeError("CI=true needs BULKIMPORT_TEST_POSTGRES_URL (see .ci/run)")
+    return ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
+
+
+def _worker_suffix() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def postgres_database():
+    """A database of our own on the PostgreSQL server, created once and dropped at the end."""
+    require(bool(POSTGRES_URL), "PostgreSQL (BULKIMPORT_TEST_POSTGRES_URL)")
+    server = make_url(POSTGRES_URL)
+    name = f"bulkimport_test_{_worker_suffix()}"
+    admin_engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin_engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield server.set(database=name).render_as_string(hide_password=False)
+    with admin_engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin_engine.dispose()
+
+
+def database_url(backend: str, request, tmp_path_factory) -> str:
+    """The URL of a migrated, empty database for `backend`."""
+    if backend == "postgresql":
+        return request.getfixturevalue("postgres_database")
+    return f"sqlite:///{tmp_path_factory.getbasetemp() / 'test.sqlite'}"
+
+
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory, request):
+    """Run the real migrations once per backend, returning a function backend → URL."""
+    done: dict[str, str] = {}
+
+    def url_for(backend: str) -> str:
+        if backend not in done:
+            url = database_url(backend, request, tmp_path_factory)
+            app = create_app({"DATABASE_URL": url, "TESTING": True})
+            with app.app_context():
+                from flask_migrate import upgrade
+
+                upgrade()
+                db.engine.dispose()
+            done[backend] = url
+        return done[backend]
+
+    return url_for
+
+
+def make_app(url: str, instance: Path, **overrides):
+    """An application for tests: fast bcrypt, no CSRF unless asked, its own instance folder."""
+    config = {"DATABASE_URL": url, "TESTING": True, "WTF_CSRF_ENABLED": False,
+              "BCRYPT_ROUNDS": 4, "SECRET_KEY": "test-secret-key", "REDIS_URL": ""}
+    config.update(overrides)
+    app = create_app(config)
+    app.instance_path = str(instance)
+    return app
+
+
+def _empty_tables(app) -> None:
+    with app.app_context():
+        names = [t.name for t in reversed(db.metadata.sorted_tables)]
+        with db.engine.begin() as conn:
+            if db.engine.dialect.name == "postgresql":
+                conn.execute(text("TRUNCATE " + ", ".join(names) + " RESTART IDENTITY CASCADE"))
+            else:
+                for name in names:
+                    conn.execute(text(f"DELETE FROM {name}"))
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(params=backends())
+def backend(request) -> str:
+    """The database backend of this test run: sqlite or postgresql."""
+    return request.param
+
+
+@pytest.fixture
+def app_factory(backend, migrated, tmp_path):
+    """Build applications on the migrated database of `backend`; tables are emptied after."""
+    url = migrated(backend)
+    made = []
+
+    def build(**overrides):
+        app = make_app(url, tmp_path / "instance", **overrides)
+        made.append(app)
+        return app
+
+    yield build
+    from bulkimport.jobs import wait_for_jobs
+
+    for app in made:
+        wait_for_jobs(app)
+    if made:
+        _empty_tables(made[0])
+
+
+@pytest.fixture
+def app(app_factory):
+    """The application, on each available database backend."""
+    return app_factory()
+
+
+@pytest.fixture
+def admin(app) -> User:
+    """An administrator named `boss`."""
+    with app.app_context():
+        user = create_admin(db.session, "boss", "boss@example.com", ADMIN_PASSWORD)
+        db.session.commit()
+        db.session.refresh(user)
+        db.session.expunge(user)
+        return user
+
+
+@pytest.fixture
+def client(app, admin):
+    """A test client logged in as the administrator."""
+    client = app.test_client()
+    response = client.post("/login", data={"username": "boss", "password": ADMIN_PASSWORD})
+    assert response.status_code == 302
+    return client
+
+
+def upload(client, data: bytes, filename: str = "users.csv", *, generate: bool = True,
+           encoding: str = "", delimiter: str = ""):
+    """POST a file to the upload form; returns the response (302 to the review when staged)."""
+    import io
+
+    form = {"file": (io.BytesIO(data), filename), "encoding": encoding, "delimiter": delimiter}
+    if generate:
+        form["generate_passwords"] = "y"
+    return client.post("/admin/people/import", data=form, content_type="multipart/form-data")
+
+
+def batch_id_of(response) -> int:
+    """The batch id from the redirect of a successful upload."""
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    return int(re.search(r"/import/(\d+)", response.location).group(1))
+
+
+def choose_all(client, batch_id: int, *actions: str, submit: bool = True):
+    """Tick the column headings for `actions` (e.g. "add", "update") and press Submit."""
+    form = {"show": "all", "page": "1", "was_all_skip": "1"}
+    for action in actions:
+        form[f"all_{action}"] = "y"
+    form["submit" if submit else "save"] = "1"
+    return client.post(f"/admin/people/import/{batch_id}", data=form)
+
+
+def import_file(client, data: bytes, *actions: str, generate: bool = True):
+    """Upload, tick the headings of `actions` (default Add) and submit; returns the batch id."""
+    batch_id = batch_id_of(upload(client, data, generate=generate))
+    response = choose_all(client, batch_id, *(actions or ("add",)))
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    return batch_id
+
+
+def table_snapshot(app) -> dict[str, list[tuple]]:
+    """Every row of the users and invitations tables, to prove that nothing was written."""
+    with app.app_context():
+        from sqlalchemy import select
+
+        from bulkimport.models import Invitation
+
+        users = db.session.execute(select(User.__table__).order_by(User.id)).all()
+        invitations = db.session.execute(select(Invitation.__table__)).all()
+        return {"users": [tuple(r) for r in users], "invitations": [tuple(r) for r in invitations]}
