@@ -6,6 +6,7 @@ import sys
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 from .accounts import AccountError, create_admin, ensure_first_admin
 from .extensions import db
@@ -20,6 +21,7 @@ def register_commands(app: Flask) -> None:
 
 
 @click.command("create-admin")
+@with_appcontext
 @click.option("--username", required=True, help="Login name of the new administrator.")
 @click.option("--email", required=True, help="E-mail address of the new administrator.")
 @click.option("--firstname", default="Site", show_default=True)
@@ -42,6 +44,7 @@ def create_admin_command(username: str, email: str, firstname: str, surname: str
 
 
 @click.command("ensure-admin")
+@with_appcontext
 @click.option("--email", envvar="BULKIMPORT_ADMIN_EMAIL", default="admin@example.com",
               show_default=True, help="E-mail address of the first administrator.")
 def ensure_admin_command(email: str) -> None:
@@ -64,6 +67,7 @@ def ensure_admin_command(email: str) -> None:
 
 
 @click.command("purge-batches")
+@with_appcontext
 def purge_batches_command() -> None:
     """Delete the staged rows of uploads past their time to live (run it from cron)."""
     count = purge_expired(db.session)

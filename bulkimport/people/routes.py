@@ -89,6 +89,8 @@ def review(batch_id: int):
     """Step 2: the action-select table; POST saves the choices and moves on or submits."""
     batch = _owned_batch(batch_id)
     if not batch.is_open:
+        if request.method == "POST":  # a double click, the back button or a second tab
+            flash("This file was already submitted; here is its result.", "info")
         return redirect(url_for(".result", batch_id=batch.id))
     show = request.form.get("show") if request.method == "POST" else request.args.get("show")
     show = show if show in FILTERS else "all"

@@ -1,0 +1,325 @@
+"""Review choices and apply: all or nothing, once only, in the background when large."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from conftest import (
+    REDIS_URL,
+    batch_id_of,
+    choose_all,
+    import_file,
+    require,
+    sample,
+    table_snapshot,
+    upload,
+)
+from sqlalchemy import func, select
+
+from bulkimport.extensions import db
+from bulkimport.importing import apply as apply_module
+from bulkimport.jobs import wait_for_jobs
+from bulkimport.models import ImportBatch, ImportRow, Invitation, User, utcnow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_csv(count: int, start: int = 0, password: bool = False) -> bytes:
+    heading = "username,firstname,surname,email" + (",password" if password else "")
+    lines = [heading]
+    for i in range(start, start + count):
+        line = f"user{i:05d},First{i},Last{i},user{i:05d}@example.com"
+        lines.append(line + (f",pass-phrase-{i:05d}-ok" if password else ""))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def count(app, model) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(model))
+
+
+def batch(app, batch_id: int) -> ImportBatch:
+    with app.app_context():
+        found = db.session.get(ImportBatch, batch_id)
+        db.session.expunge(found)
+        return found
+
+
+def add_user(app, username: str, email: str, **fields) -> None:
+    with app.app_context():
+        user = User(firstname=fields.get("firstname", "Some"), surname=fields.get("surname", "One"))
+        user.set_identity(username, email)
+        db.session.add(user)
+        db.session.commit()
+
+
+def test_user_created_after_review_fails_the_whole_batch(app, client):
+    batch_id = batch_id_of(upload(client, sample("minimal.csv")))
+    add_user(app, "MGarcia", "someone.else@example.com")
+    before = table_snapshot(app)
+    response = choose_all(client, batch_id, "add")
+    assert response.status_code == 302 and response.location.endswith(f"/import/{batch_id}?show=all&page=1")
+    page = client.get(response.location).get_data(as_text=True)
+    assert "Line 4: the username “mgarcia” was created by someone else after this file was " \
+           "reviewed. Upload it again." in page
+    assert table_snapshot(app) == before
+    assert batch(app, batch_id).status == ImportBatch.STAGED
+
+
+def test_database_refusal_half_way_rolls_everything_back(app, client, monkeypatch):
+    """Even when the re-check is bypassed, the database's own unique keys stop the batch and
+    the users already inserted in the same statement are rolled back."""
+    batch_id = batch_id_of(upload(client, sample("minimal.csv")))
+    add_user(app, "APATEL", "other@example.com")
+    monkeypatch.setattr(apply_module, "_recheck", lambda *args: None)
+    before = table_snapshot(app)
+    response = choose_all(client, batch_id, "add")
+    page = client.get(response.location).get_data(as_text=True)
+    assert "nothing was written" in page
+    assert table_snapshot(app) == before
+    with app.app_context():
+        rows = db.session.scalars(select(ImportRow).where(ImportRow.batch_id == batch_id)).all()
+        assert all(r.outcome is None and r.values for r in rows)  # still staged, can be retried
+
+
+def test_submitting_twice_applies_once(app, client):
+    batch_id = import_file(client, sample("minimal.csv"))
+    again = choose_all(client, batch_id, "add")
+    assert again.location.endswith(f"/import/{batch_id}/result")
+    assert "already submitted" in client.get(again.location).get_data(as_text=True)
+    assert count(app, User) == 4 and count(app, Invitation) == 3
+
+
+def test_concurrent_submits_apply_once(app, admin):
+    clients = []
+    for _ in range(8):
+        c = app.test_client()
+        c.post("/login", data={"username": "boss", "password": "admin-password-for-tests"})
+        clients.append(c)
+    batch_id = batch_id_of(upload(clients[0], make_csv(50)))
+    barrier = threading.Barrier(len(clients))
+    statuses = []
+
+    def submit(c):
+        barrier.wait()
+        statuses.append(choose_all(c, batch_id, "add").status_code)
+
+    threads = [threading.Thread(target=submit, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [302] * len(clients)
+    assert count(app, User) == 51 and count(app, Invitation) == 50
+    assert batch(app, batch_id).result == {"added": 50, "updated": 0, "skipped": 0,
+                                           "invitations": 50}
+
+
+def test_nothing_selected_is_refused(app, client):
+    batch_id = batch_id_of(upload(client, sample("minimal.csv")))
+    response = choose_all(client, batch_id)
+    page = client.get(response.location).get_data(as_text=True)
+    assert "No row is selected for Add or Update" in page
+    assert count(app, User) == 1
+
+
+def test_update_changes_only_the_chosen_rows(app, client):
+    add_user(app, "jsmith", "john.smith@example.com", firstname="Johnny", surname="Smith")
+    add_user(app, "apatel", "anita.patel@example.com", firstname="Anita", surname="Patel")
+    batch_id = batch_id_of(upload(client, sample("minimal.csv")))
+    page = client.get(f"/admin/people/import/{batch_id}?show=update").get_data(as_text=True)
+    assert '<li>firstname: <span class="old">Johnny</span> → John</li>' in page
+    choose_all(client, batch_id, "update")
+    with app.app_context():
+        found = {u.username: u for u in db.session.scalars(select(User))}
+        assert found["jsmith"].firstname == "John"
+        assert "mgarcia" not in found  # an Add row left on Skip
+    results = client.get(f"/admin/people/import/{batch_id}/results.csv").get_data(as_text=True)
+    assert "2,jsmith,update,updated,Updated: firstname." in results
+    assert "3,apatel,skip,skipped,No change." in results
+    assert "4,mgarcia,skip,skipped,Skipped." in results
+
+
+def test_heading_selects_every_page_and_a_changed_radio_wins(app, client):
+    batch_id = batch_id_of(upload(client, make_csv(250)))
+    choose_all(client, batch_id, "add", submit=False)
+    with app.app_context():
+        rows = db.session.scalars(select(ImportRow).where(ImportRow.batch_id == batch_id)
+                                  .order_by(ImportRow.line)).all()
+        assert {r.choice for r in rows} == {"add"}
+        last = rows[-1]
+    # page 3 without JavaScript: only the radio the administrator changed counts
+    client.post(f"/admin/people/import/{batch_id}", data={
+        "show": "all", "page": "3", "was_all_add": "1", "all_add": "y",
+        f"row_{last.id}": "skip", "save": "1"})
+    page = client.get(f"/admin/people/import/{batch_id}?page=3").get_data(as_text=True)
+    assert "<strong>249</strong> to add" in page
+    response = client.post(f"/admin/people/import/{batch_id}",
+                           data={"show": "all", "page": "1", "submit": "1"})
+    assert response.status_code == 302
+    assert count(app, User) == 250  # 249 + the administrator
+
+
+def test_scripted_form_takes_every_visible_radio(app, client):
+    batch_id = batch_id_of(upload(client, make_csv(3)))
+    with app.app_context():
+        ids = db.session.scalars(select(ImportRow.id).where(ImportRow.batch_id == batch_id)
+                                 .order_by(ImportRow.line)).all()
+    client.post(f"/admin/people/import/{batch_id}", data={
+        "show": "all", "page": "1", "scripted": "1", "was_all_skip": "1", "all_add": "y",
+        f"row_{ids[0]}": "add", f"row_{ids[1]}": "skip", f"row_{ids[2]}": "add", "save": "1"})
+    with app.app_context():
+        choices = db.session.scalars(select(ImportRow.choice).where(ImportRow.batch_id == batch_id)
+                                     .order_by(ImportRow.line)).all()
+    assert choices == ["add", "skip", "add"]
+
+
+def test_a_radio_for_an_action_that_does_not_apply_is_refused(app, client):
+    add_user(app, "jsmith", "john.smith@example.com", firstname="Johnny")
+    batch_id = batch_id_of(upload(client, sample("minimal.csv")))
+    with app.app_context():
+        row_id = db.session.scalar(select(ImportRow.id).where(
+            ImportRow.batch_id == batch_id, ImportRow.username == "jsmith"))
+    response = client.post(f"/admin/people/import/{batch_id}", data={
+        "show": "all", "page": "1", f"row_{row_id}": "add", "save": "1"})
+    assert response.status_code == 200
+    assert "Some choices could not be saved" in response.get_data(as_text=True)
+
+
+def test_large_batch_is_applied_in_the_background(app_factory, admin_login):
+    app = app_factory(BACKGROUND_ROWS=10)
+    client = admin_login(app)
+    batch_id = import_file(client, make_csv(30))
+    wait_for_jobs(app)
+    status = client.get(f"/admin/people/import/{batch_id}/status.json").get_json()
+    assert status["status"] == "applied" and status["done"] == status["total"] == 30
+    page = client.get(f"/admin/people/import/{batch_id}/result").get_data(as_text=True)
+    assert "30 users added" in page
+    assert count(app, User) == 31 and count(app, Invitation) == 30
+
+
+def test_background_progress_page_shows_a_bar(app_factory, admin_login, monkeypatch):
+    app = app_factory(BACKGROUND_ROWS=1)
+    monkeypatch.setattr("bulkimport.importing.jobs.enqueue", lambda *args: None)
+    client = admin_login(app)
+    batch_id = import_file(client, make_csv(2))
+    page = client.get(f"/admin/people/import/{batch_id}/result").get_data(as_text=True)
+    assert 'role="progressbar"' in page and "Waiting for a worker" in page
+    assert f'data-progress-url="/admin/people/import/{batch_id}/status.json"' in page
+
+
+def test_file_passwords_are_hashed_outside_the_request(app, client):
+    batch_id = import_file(client, make_csv(3, password=True), generate=False)
+    assert batch(app, batch_id).status in (ImportBatch.QUEUED, ImportBatch.APPLYING,
+                                           ImportBatch.APPLIED)
+    wait_for_jobs(app)
+    assert batch(app, batch_id).status == ImportBatch.APPLIED
+    with app.app_context():
+        hashes = db.session.scalars(select(User.password_hash).where(~User.is_admin)).all()
+        assert len(hashes) == 3 and all(h.startswith("$2b$04$") for h in hashes)
+
+
+def test_staged_file_passwords_are_encrypted(app, client):
+    batch_id = batch_id_of(upload(client, make_csv(1, password=True), generate=False))
+    with app.app_context():
+        row = db.session.scalar(select(ImportRow).where(ImportRow.batch_id == batch_id))
+        assert "pass-phrase" not in str(row.values) and row.values["password"].startswith("gAAAA")
+
+
+def test_applied_batch_keeps_no_staged_values(app, client):
+    batch_id = import_file(client, sample("with-errors.csv"))
+    with app.app_context():
+        rows = db.session.scalars(select(ImportRow).where(ImportRow.batch_id == batch_id)).all()
+        assert rows and all(r.values is None and r.raw is None for r in rows)
+    assert client.get(f"/admin/people/import/{batch_id}/errors.csv").status_code == 404
+
+
+def test_expired_batch_is_purged(app, client):
+    batch_id = batch_id_of(upload(client, sample("minimal.csv")))
+    with app.app_context():
+        db.session.get(ImportBatch, batch_id).expires_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+    response = client.get(f"/admin/people/import/{batch_id}")
+    assert response.status_code == 302
+    assert "expired" in client.get(response.location).get_data(as_text=True)
+    assert batch(app, batch_id).status == ImportBatch.EXPIRED
+    assert count(app, ImportRow) == 0
+    assert choose_all(client, batch_id, "add").status_code == 302
+    assert count(app, User) == 1
+
+
+def test_purge_command_expires_old_batches(app, client):
+    batch_id_of(upload(client, sample("minimal.csv")))
+    with app.app_context():
+        for b in db.session.scalars(select(ImportBatch)):
+            b.expires_at = utcnow() - timedelta(hours=1)
+        db.session.commit()
+    result = app.test_cli_runner().invoke(args=["purge-batches"])
+    assert "1 expired upload(s) purged." in result.output
+    assert count(app, ImportRow) == 0
+
+
+def test_another_administrators_batch_is_not_found(app, client):
+    batch_id = batch_id_of(upload(client, sample("minimal.csv")))
+    with app.app_context():
+        from bulkimport.accounts import create_admin
+
+        create_admin(db.session, "other", "other@example.com", "second-admin-secret")
+        db.session.commit()
+    other = app.test_client()
+    other.post("/login", data={"username": "other", "password": "second-admin-secret"})
+    assert other.get(f"/admin/people/import/{batch_id}").status_code == 404
+    assert choose_all(other, batch_id, "add").status_code == 404
+    assert count(app, User) == 2
+
+
+def test_rq_worker_process_applies_the_batch(app_factory, admin_login, backend, tmp_path):
+    require(bool(REDIS_URL), "Redis (BULKIMPORT_TEST_REDIS_URL)")
+    from redis import Redis
+
+    redis = Redis.from_url(REDIS_URL)
+    redis.flushdb()
+    app = app_factory(REDIS_URL=REDIS_URL, BACKGROUND_ROWS=5)
+    client = admin_login(app)
+    try:
+        batch_id = import_file(client, make_csv(20, password=True), generate=False)
+        assert batch(app, batch_id).status == ImportBatch.QUEUED
+        env = {**os.environ, "BULKIMPORT_DATABASE_URL": app.config["DATABASE_URL"],
+               "BULKIMPORT_REDIS_URL": REDIS_URL, "BULKIMPORT_SECRET_KEY": app.config["SECRET_KEY"],
+               "BULKIMPORT_BCRYPT_ROUNDS": "4"}
+        worker = subprocess.run(
+            [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", REDIS_URL,
+             "--serializer", "rq.serializers.JSONSerializer", "imports"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert worker.returncode == 0, worker.stderr[-2000:]
+        assert batch(app, batch_id).status == ImportBatch.APPLIED, worker.stderr[-2000:]
+        assert count(app, User) == 21
+        # the job carried the batch id only: no password reached Redis
+        for key in redis.keys("*"):
+            dump = redis.dump(key) or b""
+            assert b"pass-phrase" not in dump
+    finally:
+        redis.flushdb()
+
+
+@pytest.fixture
+def admin_login():
+    """Create the administrator in `app` and return a client logged in as it."""
+
+    def login(app):
+        with app.app_context():
+            from bulkimport.accounts import create_admin
+
+            create_admin(db.session, "boss", "boss@example.com", "admin-password-for-tests")
+            db.session.commit()
+        client = app.test_client()
+        client.post("/login", data={"username": "boss", "password": "admin-password-for-tests"})
+        return client
+
+    return login
