@@ -67,6 +67,10 @@ def load_config(app_config: dict, instance_path: str, overrides: dict | None = N
     """
     for setting in SETTINGS:
         app_config[setting.name] = setting.default
+    # Flask's own settings that we default differently; instance/config.py may still change them.
+    app_config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      BOOTSTRAP_SERVE_LOCAL=True,
+                      WTF_CSRF_TIME_LIMIT=None)  # a long review must not expire its form
     app_config.from_pyfile("config.py", silent=True)
     for setting in SETTINGS:
         raw = os.environ.get(setting.env)
@@ -87,12 +91,7 @@ def load_config(app_config: dict, instance_path: str, overrides: dict | None = N
 
     app_config["SQLALCHEMY_DATABASE_URI"] = app_config["DATABASE_URL"]
     app_config["MAX_CONTENT_LENGTH"] = app_config["MAX_UPLOAD_MB"] * 1024 * 1024
-    app_config.setdefault("BOOTSTRAP_SERVE_LOCAL", True)
-    app_config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app_config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     app_config["SESSION_COOKIE_SECURE"] = str(app_config["BASE_URL"]).startswith("https://")
-    # CSRF tokens live as long as the session: a long review should not expire mid-way.
-    app_config.setdefault("WTF_CSRF_TIME_LIMIT", None)
 
 
 def _persistent_secret(path: Path) -> str:
