@@ -21,6 +21,7 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/activate
 	touch $(VENV)/.installed $@
 
 ## run: install, migrate, create the first admin if none, serve on http://$(HOST):$(PORT)
+run: export BULKIMPORT_BASE_URL ?= http://$(HOST):$(PORT)
 run: $(VENV)/.installed
 	$(FLASK) db upgrade
 	$(FLASK) ensure-admin

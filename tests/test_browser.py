@@ -1,0 +1,137 @@
+"""The import journey in a real browser (issue point 25): log in, Admin > People, upload
+minimal.csv, tick the Add column heading on the review page, submit, read the confirmation.
+
+The application is served by a real WSGI server on a free port with CSRF protection on, and
+Chromium is driven by Playwright, so the templates, Bootstrap's dropdown, the page script and the
+form round trips are all exercised as a person would. Screenshots of the review page and the
+confirmation are written to the test's tmp dir, and also to docs/screenshots when
+BULKIMPORT_SCREENSHOTS=1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import ADMIN_PASSWORD, require, sample
+from werkzeug.serving import make_server
+
+from bulkimport.accounts import create_admin
+from bulkimport.extensions import db
+from bulkimport.jobs import wait_for_jobs
+from bulkimport.people.forms import GENERATE_LABEL
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SAVE_SCREENSHOTS = os.environ.get("BULKIMPORT_SCREENSHOTS") == "1"
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+
+
+@pytest.fixture
+def live_server(app_factory):
+    """The application with CSRF on and an administrator `boss`, served on 127.0.0.1."""
+    app = app_factory(WTF_CSRF_ENABLED=True)
+    with app.app_context():
+        create_admin(db.session, "boss", "boss@example.com", ADMIN_PASSWORD)
+        db.session.commit()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        wait_for_jobs(app)
+
+
+@pytest.fixture
+def page():
+    """A fresh Chromium page; the page's script errors and failed requests are collected on
+    `page.problems` so that the test can insist there were none."""
+    require(os.path.exists(CHROMIUM), "Chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            problems: list[str] = []
+
+            def on_console(message) -> None:
+                url = message.location.get("url", "")
+                if message.type == "error" and not url.endswith("/favicon.ico"):
+                    problems.append(f"console: {message.text} ({url})")
+
+            def on_response(response) -> None:
+                # The app has no favicon; the browser's automatic request for it is not ours.
+                if response.status >= 400 and not response.url.endswith("/favicon.ico"):
+                    problems.append(f"HTTP {response.status} {response.url}")
+
+            page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+            page.on("console", on_console)
+            page.on("response", on_response)
+            page.problems = problems
+            yield page
+            context.close()
+        finally:
+            browser.close()
+
+
+def screenshot(page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    if SAVE_SCREENSHOTS:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, SCREENSHOTS / name)
+
+
+def test_import_minimal_csv_in_a_browser(live_server, page, tmp_path):
+    from playwright.sync_api import expect
+
+    page.goto(f"{live_server}/login")
+    page.get_by_label("Username").fill("boss")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_text("Signed in as")).to_contain_text("boss")
+
+    page.get_by_role("button", name="Admin > People").click()
+    page.get_by_role("link", name="Users", exact=True).click()
+    expect(page.get_by_role("heading", name="People")).to_be_visible()
+    expect(page).to_have_url(f"{live_server}/admin/people")
+
+    page.get_by_role("main").get_by_role("link", name="Add/Update from CSV file").click()
+    expect(page.get_by_role("heading", name="Add/Update from CSV file")).to_be_visible()
+    page.get_by_label("CSV file").set_input_files(
+        {"name": "minimal.csv", "mimeType": "text/csv", "buffer": sample("minimal.csv")})
+    page.get_by_label(GENERATE_LABEL, exact=True).check()
+    page.get_by_role("button", name="Upload and review").click()
+
+    expect(page.get_by_role("heading", name="Review “minimal.csv”")).to_be_visible()
+    expect(page.locator("#summary")).to_contain_text("3 users will be added")
+    add_radios = page.locator("form[data-review] tbody input[type=radio][value=add]")
+    expect(add_radios).to_have_count(3)
+    heading = page.locator('input[data-select-all="add"]')
+    expect(page.locator("form[data-review] input[name=scripted]")).to_have_value("1")
+    expect(heading).not_to_be_checked()
+    for index in range(3):
+        expect(add_radios.nth(index)).not_to_be_checked()
+    heading.check()
+    expect(heading).to_be_checked()
+    for index in range(3):
+        expect(add_radios.nth(index)).to_be_checked()
+    screenshot(page, tmp_path, "review.png")
+
+    page.get_by_role("button", name="Submit", exact=True).click()
+    confirmation = page.get_by_role("status")
+    expect(confirmation).to_contain_text("3 users added")
+    expect(confirmation).to_contain_text("3 invitation e-mails queued")
+    screenshot(page, tmp_path, "confirmation.png")
+    assert page.problems == []
