@@ -33,7 +33,8 @@ class SearchForm(FlaskForm):
 class UploadForm(FlaskForm):
     """Step 1: the file, the password option and the advanced overrides."""
 
-    file = FileField("CSV file", validators=[FileRequired("Choose a CSV file to upload.")])
+    file = FileField("CSV file", validators=[FileRequired("Choose a CSV file to upload.")],
+                     render_kw={"accept": ".csv,.txt,.tsv,text/csv,text/plain"})
     generate_passwords = BooleanField(GENERATE_LABEL)
     encoding = SelectField("Encoding", choices=ENCODINGS, default="")
     delimiter = SelectField("Delimiter", choices=DELIMITERS, default="")

@@ -9,6 +9,10 @@
     if (scripted) { scripted.value = "1"; }
     form.querySelectorAll("input[data-select-all]").forEach(function (box) {
       box.addEventListener("change", function () {
+        var chosen = document.getElementById("chosen");
+        if (chosen) {
+          chosen.textContent = "Not saved yet: press Submit or Save choices to apply what you ticked.";
+        }
         var action = box.getAttribute("data-select-all");
         form.querySelectorAll("input[type=radio][value=" + action + "]").forEach(function (radio) {
           if (box.checked) { radio.checked = true; }
