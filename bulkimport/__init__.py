@@ -55,6 +55,14 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(localisation_bp)
     register_error_pages(app)
     register_commands(app)
+    if not app.config["REDIS_URL"] and not app.testing:
+        from .mailing.jobs import start_sweeper
+
+        @app.before_request
+        def start_background_sweeper() -> None:
+            """Without Redis, this process sends the mail: start its sweeper with the first
+            request (not at import, so that `flask db upgrade` and friends start nothing)."""
+            start_sweeper(app)
     return app
 
 

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 # Job name → (queue, "module:function"). Names, not callables, so that the queue holds no code.
 JOBS = {
     "apply_batch": ("imports", "bulkimport.importing.jobs:apply_batch_job"),
+    "send_invitations": ("mail", "bulkimport.mailing.jobs:send_invitations_job"),
+    "sweep_mail": ("mail", "bulkimport.mailing.jobs:sweep_job"),
 }
 JOB_TIMEOUT = 4 * 3600  # a 100,000-row batch with file passwords hashes for a long while
 FAILURE_TTL = 7 * 24 * 3600  # RQ keeps failed jobs for a year unless told otherwise
@@ -59,14 +61,19 @@ def wait_for_jobs(app: Flask, timeout: float | None = None) -> None:
         futures.pop(0).result(timeout)
 
 
-def run(name: str, *ids: int) -> None:
-    """RQ entry point: run job `name` inside the worker's application context."""
+def worker_app() -> Flask:
+    """The application of this worker process, built once from its environment."""
     global _worker_app
     if _worker_app is None:
         from . import create_app
 
         _worker_app = create_app()
-    _run_in(_worker_app, name, ids)
+    return _worker_app
+
+
+def run(name: str, *ids: int) -> None:
+    """RQ entry point: run job `name` inside the worker's application context."""
+    _run_in(worker_app(), name, ids)
 
 
 def _run_in(app: Flask, name: str, ids: tuple[int, ...]) -> None:
@@ -76,5 +83,9 @@ def _run_in(app: Flask, name: str, ids: tuple[int, ...]) -> None:
         try:
             target(*ids)
         except Exception:
-            log.exception("Job %s%s failed", name, ids)
+            log.exception("Job %s%s failed", name, ids[:10])
             raise
+        finally:
+            from .extensions import db
+
+            db.session.remove()

@@ -38,6 +38,8 @@ class User(UserMixin, db.Model):
     email_key: Mapped[str] = mapped_column(String(254), unique=True)
     language: Mapped[str | None] = mapped_column(String(16))
     password_hash: Mapped[str | None] = mapped_column(String(60))
+    # Set when the password was generated and e-mailed; after this moment it no longer logs in.
+    temp_password_expires_at: Mapped[datetime | None]
     is_admin: Mapped[bool] = mapped_column(default=False)
     must_change_password: Mapped[bool] = mapped_column(default=False)
     active: Mapped[bool] = mapped_column(default=True)
@@ -148,7 +150,30 @@ class Invitation(db.Model):
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the current round of attempts began (creation or the last Resend): give-up counts
+    # from here.
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     sent_at: Mapped[datetime | None]
+    # Hashes of generated passwords whose e-mail the server may have accepted without us
+    # learning so (a timeout after DATA, a killed worker): each keeps logging in until an e-mail
+    # is known to be accepted, so that the last accepted e-mail's password always works.
+    pending_hashes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    lease_until: Mapped[datetime | None]  # a worker holds it while `sending`, until then
+    lease_token: Mapped[str | None] = mapped_column(String(32))  # which worker holds it
+    enqueued_at: Mapped[datetime | None]  # when a job that should send it was last queued
 
     user: Mapped[User] = relationship(back_populates="invitations")
+
+
+class SystemState(db.Model):
+    """Small shared facts every process must see, such as "sending is paused because the SMTP
+    relay refused our login"."""
+
+    __tablename__ = "system_state"
+
+    MAIL_PAUSED = "mail_paused"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -31,6 +31,7 @@ def login():
         if user is None:
             flash("Invalid username or password.", "danger")
         else:
+            db.session.commit()  # keeps a pending invitation password that was just confirmed
             session.clear()  # a fresh session at login: nothing carried over from before
             login_user(user)
             return redirect(_safe_next(request.args.get("next")) or url_for("auth.home"))

@@ -9,6 +9,7 @@ import logging
 
 from ..extensions import db
 from ..jobs import enqueue
+from ..mailing.jobs import wake
 from ..models import ImportBatch
 from .apply import (
     ApplyError,
@@ -55,7 +56,7 @@ def submit_batch(batch: ImportBatch) -> str:
         session.rollback()
         return "already"
     try:
-        apply_rows(session, batch)
+        result = apply_rows(session, batch)
         session.commit()
     except ApplyError:
         session.rollback()
@@ -65,6 +66,8 @@ def submit_batch(batch: ImportBatch) -> str:
         log.exception("Applying batch %s failed", batch.id)
         raise ApplyError(f"The database refused the batch ({exc.__class__.__name__}); nothing "
                          "was written.") from exc
+    if result["invitations"]:
+        wake()
     return "applied"
 
 
@@ -93,6 +96,8 @@ def apply_batch_job(batch_id: int) -> None:
         batch.progress_stage, batch.progress_done = "Done", total
         session.commit()
         log.info("Batch %s applied: %s", batch_id, result)
+        if result["invitations"]:
+            wake()
     except Exception as exc:
         session.rollback()
         batch = session.get(ImportBatch, batch_id)

@@ -1,0 +1,282 @@
+"""Sending invitations: claim a chunk, and for each invitation generate a password, store its
+hash, commit, render, send over the chunk's one SMTP connection, and record the outcome.
+
+The invariant: for every invited user, the password in the last e-mail the SMTP server accepted
+logs in. A new hash is committed to `pending_hashes` before its e-mail is sent; it becomes the
+user's password once the server has accepted the e-mail, and it is dropped only when the server
+certainly did not accept it. So a crash, a timeout or a dropped connection at any point leaves
+every possibly-accepted password working. These functions own their transactions.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import or_, select, update
+
+from ..extensions import db
+from ..models import Invitation, SystemState, utcnow
+from ..security import generate_password, hash_password
+from .templating import RenderError, invitation_context, invitation_template, render
+from .throttle import LocalThrottle, RedisThrottle
+from .transport import SendFailure, build_message, transport_for
+
+log = logging.getLogger(__name__)
+
+MAX_INLINE_WAIT = 20.0  # longer throttle waits hand the rest of the chunk back to the queue
+MAX_BACKOFF = 3600.0
+
+
+def send_invitations(invitation_ids: list[int]) -> dict[str, int]:
+    """Send the due invitations among `invitation_ids` that no other worker holds; returns how
+    many ended sent, deferred (to be retried) and failed."""
+    config = current_app.config
+    token = uuid.uuid4().hex
+    claimed = claim(invitation_ids, token)
+    counts = {"sent": 0, "deferred": 0, "failed": 0}
+    if not claimed:
+        return counts
+    if paused_reason():
+        release(claimed, token, utcnow(), None)
+        return counts
+    throttle = make_throttle()
+    with transport_for(config, current_app.instance_path) as transport:
+        for position, invitation_id in enumerate(claimed):
+            wait = throttle.reserve()
+            while 0 < wait <= MAX_INLINE_WAIT:
+                if wait > 5:
+                    transport.close()  # do not hold an idle connection open
+                time.sleep(wait)
+                wait = throttle.reserve()
+            if wait > 0:
+                release(claimed[position:], token, utcnow() + timedelta(seconds=wait), None)
+                break
+            outcome, failure = send_one(invitation_id, token, transport)
+            counts[outcome] = counts.get(outcome, 0) + 1
+            if failure and failure.kind == "config":
+                pause(failure.reason)
+                release(claimed[position + 1:], token, utcnow(), None)
+                break
+            if failure and failure.server_down:
+                # the server is down: the rest of the chunk would fail the same way
+                later = utcnow() + timedelta(seconds=backoff(1))
+                release(claimed[position + 1:], token, later, failure.reason)
+                break
+    return counts
+
+
+def claim(invitation_ids: list[int], token: str) -> list[int]:
+    """Mark the due, queued invitations among `invitation_ids` as ours (`sending`) and return
+    their ids; rows another worker has locked are skipped (SKIP LOCKED on PostgreSQL)."""
+    now = utcnow()
+    lease = now + timedelta(seconds=current_app.config["MAIL_LEASE_SECONDS"])
+    due = (select(Invitation.id).where(
+        Invitation.id.in_(invitation_ids), Invitation.status == Invitation.QUEUED,
+        Invitation.next_attempt_at <= now)
+        .order_by(Invitation.id).with_for_update(skip_locked=True))
+    claimed = db.session.scalars(
+        update(Invitation)
+        .where(Invitation.id.in_(due.scalar_subquery()), Invitation.status == Invitation.QUEUED)
+        .values(status=Invitation.SENDING, lease_until=lease, lease_token=token)
+        .returning(Invitation.id)
+        .execution_options(synchronize_session=False)).all()
+    db.session.commit()
+    return sorted(claimed)
+
+
+def release(invitation_ids: list[int], token: str, when, reason: str | None) -> None:
+    """Give claimed invitations back to the queue, due at `when`, without an attempt."""
+    if not invitation_ids:
+        return
+    values = {"status": Invitation.QUEUED, "next_attempt_at": when, "lease_until": None,
+              "lease_token": None, "enqueued_at": None}
+    if reason:
+        values["last_error"] = reason
+    db.session.execute(update(Invitation).where(
+        Invitation.id.in_(invitation_ids), Invitation.lease_token == token)
+        .values(**values).execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+def send_one(invitation_id: int, token: str, transport) -> tuple[str, SendFailure | None]:
+    """One attempt for one claimed invitation; returns (outcome, failure or None)."""
+    config = current_app.config
+    session = db.session
+    invitation = session.get(Invitation, invitation_id, with_for_update=True)
+    if invitation is None or invitation.lease_token != token:
+        session.rollback()
+        return "deferred", None  # our lease ran out and another worker took it over
+    user = invitation.user
+    now = utcnow()
+    password = generate_password()
+    password_hash = hash_password(password, config["BCRYPT_ROUNDS"])
+    expires = now + timedelta(days=config["TEMP_PASSWORD_DAYS"])
+    invitation.pending_hashes = [*invitation.pending_hashes, password_hash]
+    invitation.attempts += 1
+    invitation.lease_until = now + timedelta(seconds=config["MAIL_LEASE_SECONDS"])
+    context = invitation_context(
+        username=user.username, firstname=user.firstname, surname=user.surname,
+        email=user.email, language=user.language, password=password,
+        login_url=config["BASE_URL"].rstrip("/") + "/login", site_name=config["SITE_NAME"],
+        expires=expires, must_change_password=user.must_change_password)
+    session.commit()  # the hash is stored before the e-mail can leave
+
+    failure: SendFailure | None = None
+    try:
+        subject, html, text = render(invitation_template(user.language), context)
+        message = build_message(sender=config["MAIL_DEFAULT_SENDER"], recipient=user.email,
+                                subject=subject, text=text, html=html)
+        del password, context
+        transport.send(message)
+    except RenderError as exc:
+        failure = SendFailure("permanent", f"The e-mail template cannot be rendered: {exc}")
+    except SendFailure as exc:
+        failure = exc
+
+    invitation = session.get(Invitation, invitation_id, with_for_update=True)
+    if failure is None:
+        if invitation.lease_token == token:
+            user = invitation.user
+            user.password_hash = password_hash
+            user.temp_password_expires_at = expires
+            invitation.pending_hashes = []
+            invitation.status, invitation.sent_at = Invitation.SENT, utcnow()
+            invitation.last_error = None
+            invitation.lease_until = invitation.lease_token = None
+        else:  # accepted, but another worker owns it now: keep this password working
+            invitation.pending_hashes = [*invitation.pending_hashes, password_hash]
+        session.commit()
+        log.info("Invitation %s sent to user %s", invitation_id, invitation.user_id)
+        return "sent", None
+
+    if not failure.maybe_accepted:
+        invitation.pending_hashes = [h for h in invitation.pending_hashes if h != password_hash]
+    invitation.last_error = failure.reason
+    invitation.lease_until = invitation.lease_token = None
+    outcome = "deferred"
+    if failure.kind == "permanent":
+        invitation.status, outcome = Invitation.FAILED, "failed"
+    elif failure.kind == "config":
+        invitation.status, invitation.next_attempt_at = Invitation.QUEUED, utcnow()
+        invitation.attempts -= 1  # our configuration failed, not this invitation
+        invitation.enqueued_at = None
+    else:
+        delay = backoff(invitation.attempts)
+        give_up = invitation.started_at + timedelta(hours=config["MAIL_GIVE_UP_HOURS"])
+        if utcnow() + timedelta(seconds=delay) > give_up:
+            invitation.status, outcome = Invitation.FAILED, "failed"
+            invitation.last_error = (f"Gave up after {invitation.attempts} attempts: "
+                                     f"{failure.reason}")
+        else:
+            invitation.status = Invitation.QUEUED
+            invitation.next_attempt_at = utcnow() + timedelta(seconds=delay)
+            invitation.enqueued_at = None
+    session.commit()
+    log.info("Invitation %s not sent (%s): %s", invitation_id, failure.kind, failure.reason)
+    return outcome, failure
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before the next try: doubling from MAIL_RETRY_SECONDS, capped at an hour, with
+    ±20 % jitter so that many retries do not all come back at once."""
+    base = current_app.config["MAIL_RETRY_SECONDS"]
+    delay = min(base * 2 ** max(attempts - 1, 0), MAX_BACKOFF)
+    return delay * random.uniform(0.8, 1.2)
+
+
+def make_throttle():
+    """The send-rate limit shared by every worker (Redis), or by this process (no Redis)."""
+    config = current_app.config
+    if config["REDIS_URL"]:
+        from ..jobs import redis_connection
+
+        return RedisThrottle(redis_connection(current_app), config["MAIL_RATE_PER_MINUTE"])
+    return LocalThrottle(config["MAIL_RATE_PER_MINUTE"])
+
+
+def paused_reason() -> str | None:
+    """Why sending is paused (the relay refused our login or TLS), or None."""
+    state = db.session.get(SystemState, SystemState.MAIL_PAUSED)
+    return state.value if state else None
+
+
+def pause(reason: str) -> None:
+    """Stop all sending until a test connection succeeds; every admin page shows `reason`."""
+    state = db.session.get(SystemState, SystemState.MAIL_PAUSED)
+    if state is None:
+        db.session.add(SystemState(key=SystemState.MAIL_PAUSED, value=reason))
+    else:
+        state.value = reason
+    db.session.commit()
+    log.error("Sending paused: %s", reason)
+
+
+def try_resume() -> bool:
+    """If sending is paused, test the SMTP connection and resume when it works."""
+    if not paused_reason():
+        return True
+    transport = transport_for(current_app.config, current_app.instance_path)
+    try:
+        if hasattr(transport, "open"):
+            transport.open()
+        transport.close()
+    except SendFailure as failure:
+        if failure.kind == "config":
+            pause(failure.reason)
+        return False
+    db.session.execute(
+        SystemState.__table__.delete().where(SystemState.key == SystemState.MAIL_PAUSED))
+    db.session.commit()
+    log.info("Sending resumed: the SMTP server accepts our connection again")
+    return True
+
+
+def release_expired_leases() -> int:
+    """Return invitations held by a worker that stopped (killed, crashed) to the queue; their
+    pending hashes stay, since an e-mail may have left before the worker died."""
+    now = utcnow()
+    result = db.session.execute(update(Invitation).where(
+        Invitation.status == Invitation.SENDING, Invitation.lease_until < now)
+        .values(status=Invitation.QUEUED, next_attempt_at=now, lease_until=None,
+                lease_token=None, enqueued_at=None,
+                last_error="The worker sending it stopped; it will be sent again.")
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    return result.rowcount
+
+
+def take_due_for_enqueue(limit: int = 10_000) -> list[int]:
+    """Ids of due, queued invitations that no job is known to be carrying (never enqueued, or
+    enqueued so long ago that the job must be lost), marked as enqueued now."""
+    config = current_app.config
+    now = utcnow()
+    stale = now - timedelta(seconds=config["MAIL_LEASE_SECONDS"])
+    due = (select(Invitation.id).where(
+        Invitation.status == Invitation.QUEUED, Invitation.next_attempt_at <= now,
+        or_(Invitation.enqueued_at.is_(None), Invitation.enqueued_at < stale))
+        .order_by(Invitation.next_attempt_at, Invitation.id).limit(limit)
+        .with_for_update(skip_locked=True))
+    taken = db.session.scalars(
+        update(Invitation).where(Invitation.id.in_(due.scalar_subquery()))
+        .values(enqueued_at=now).returning(Invitation.id)
+        .execution_options(synchronize_session=False)).all()
+    db.session.commit()
+    return sorted(taken)
+
+
+def resend(invitation_ids: list[int]) -> int:
+    """Queue invitations again for a new password (the old one stops working once the new
+    e-mail is accepted); invitations being sent right now are left alone."""
+    now = utcnow()
+    result = db.session.execute(update(Invitation).where(
+        Invitation.id.in_(invitation_ids), Invitation.status != Invitation.SENDING)
+        .values(status=Invitation.QUEUED, started_at=now, next_attempt_at=now,
+                enqueued_at=None, last_error=None, sent_at=None)
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    return result.rowcount

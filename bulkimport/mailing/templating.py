@@ -1,0 +1,123 @@
+"""Rendering notification e-mails with a sandboxed Jinja2 environment.
+
+Templates may be edited by administrators (a later feature), so they are never rendered by
+Flask's own environment, which exposes `config` and with it the secret key. The sandbox is
+immutable, undefined names are errors, there is no loader (so no include/extends/import), and
+the output is capped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from jinja2 import StrictUndefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+INVITATION = "panels.peopleadmin_edituser.new_user_email_notification"
+MAX_OUTPUT_CHARS = 100_000
+
+
+@dataclass(frozen=True)
+class NotificationTemplate:
+    """The three parts of a notification e-mail, as Jinja2 source."""
+
+    subject: str
+    html: str
+    text: str
+
+
+DEFAULT_INVITATION = NotificationTemplate(
+    subject="Your {{ site_name }} account",
+    text="""Hello {{ firstname }},
+
+An account has been created for you on {{ site_name }}.
+
+    Username: {{ username }}
+    Password: {{ password }}
+
+Log in at {{ login_url }}
+
+This password works until {{ expires }}.{% if must_change_password %}
+You will be asked to choose a new password when you first log in.{% endif %}
+
+If you did not expect this e-mail, tell your administrator.
+""",
+    html="""<!doctype html>
+<html lang="en"><body style="font-family: sans-serif; line-height: 1.5">
+<p>Hello {{ firstname }},</p>
+<p>An account has been created for you on <strong>{{ site_name }}</strong>.</p>
+<table style="border-collapse: collapse">
+  <tr><td style="padding: 2px 12px 2px 0">Username</td><td><code>{{ username }}</code></td></tr>
+  <tr><td style="padding: 2px 12px 2px 0">Password</td><td><code>{{ password }}</code></td></tr>
+</table>
+<p><a href="{{ login_url }}">Log in to {{ site_name }}</a></p>
+<p>This password works until {{ expires }}.{% if must_change_password %}
+You will be asked to choose a new password when you first log in.{% endif %}</p>
+<p style="color: #666">If you did not expect this e-mail, tell your administrator.</p>
+</body></html>
+""",
+)
+
+
+class RenderError(Exception):
+    """A template could not be rendered; the message says which part and why."""
+
+
+class _CappedSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, refusing to build huge strings (`'a' * 10**8`) before they exist."""
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "*" and isinstance(left, (str, list)) and isinstance(right, int):
+            if len(left) * right > MAX_OUTPUT_CHARS:
+                raise RenderError("the template builds a value that is too large")
+        if operator == "*" and isinstance(right, (str, list)) and isinstance(left, int):
+            if len(right) * left > MAX_OUTPUT_CHARS:
+                raise RenderError("the template builds a value that is too large")
+        return super().call_binop(context, operator, left, right)
+
+
+def _environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
+    env = _CappedSandbox(undefined=StrictUndefined, autoescape=autoescape, loader=None)
+    env.globals.clear()  # no range, lipsum, cycler, joiner, namespace, dict
+    return env
+
+
+_TEXT = _environment(autoescape=False)
+_HTML = _environment(autoescape=True)
+
+
+def invitation_context(*, username: str, firstname: str, surname: str, email: str,
+                       language: str | None, password: str, login_url: str, site_name: str,
+                       expires: datetime, must_change_password: bool) -> dict:
+    """The documented variables of the invitation template, and nothing else."""
+    return {
+        "username": username, "firstname": firstname, "surname": surname, "email": email,
+        "language": language or "", "password": password, "login_url": login_url,
+        "site_name": site_name, "expires": expires.strftime("%Y-%m-%d %H:%M UTC"),
+        "must_change_password": must_change_password,
+    }
+
+
+def render(template: NotificationTemplate, context: dict) -> tuple[str, str, str]:
+    """Render subject, HTML and text; raises RenderError naming the part that failed."""
+    parts = []
+    for name, source, env in (("subject", template.subject, _TEXT), ("HTML body", template.html,
+                              _HTML), ("text body", template.text, _TEXT)):
+        try:
+            output = env.from_string(source).render(context)
+        except RenderError as exc:
+            raise RenderError(f"{name}: {exc}") from None
+        except Exception as exc:  # syntax errors, undefined names, sandbox refusals
+            raise RenderError(f"{name}: {exc.__class__.__name__}: {exc}") from None
+        if len(output) > MAX_OUTPUT_CHARS:
+            raise RenderError(f"{name}: the output is longer than {MAX_OUTPUT_CHARS} characters")
+        parts.append(output)
+    subject = " ".join(parts[0].split())  # one line: no header injection through the subject
+    return subject, parts[1], parts[2]
+
+
+def invitation_template(language: str | None) -> NotificationTemplate:
+    """The invitation template for `language`; the shipped English one until templates can be
+    edited per language."""
+    return DEFAULT_INVITATION
