@@ -49,6 +49,8 @@ BINARY_SIGNATURES = (
 
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _QUOTED = re.compile('"[^"]*"')
+_NEWLINE = re.compile("\r\n?|\n")
+_NEWLINE_BYTES = re.compile(b"\r\n?|\n")
 
 
 class FileProblem(Exception):
@@ -171,35 +173,40 @@ def decode(data: bytes, encoding: str | None, fallbacks) -> tuple[str, str]:
     Returns the text and the codec name used. A UTF-8 BOM is never kept in the text.
     """
     if encoding:
-        codec = _codec(encoding)
-        if codec == "utf-8":
-            codec = "utf-8-sig"
+        chosen = _codec(encoding)
+        codec = "utf-8-sig" if chosen == "utf-8" else chosen
         try:
             return data.decode(codec), codec
         except UnicodeDecodeError as exc:
+            line, byte = _where(exc)
             raise FileProblem(
-                f"Line {_line_of(data, exc.start)}: the file is not valid "
-                f"{ENCODING_NAMES.get(codec, codec)} (byte 0x{data[exc.start]:02x}). Choose the "
-                "right encoding under Advanced, or leave it on “Detect”.", _line_of(data, exc.start)
-            ) from None
+                f"Line {line}: the file is not valid {ENCODING_NAMES.get(chosen, chosen)} "
+                f"(byte 0x{byte:02x}). Choose the right encoding under Advanced, or leave it on "
+                "“Detect”.", line) from None
     if data.startswith(codecs.BOM_UTF8):
         candidates = ["utf-8-sig"]
     elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         candidates = ["utf-16"]
     else:
         candidates = ["utf-8", *(_codec(name) for name in fallbacks)]
-    first_error = None
+    failures = []  # (name, line, byte) of each candidate, which may each fail somewhere else
     for codec in candidates:
         try:
             return data.decode(codec), codec
         except UnicodeDecodeError as exc:
-            first_error = first_error or exc
-    assert first_error is not None
-    line = _line_of(data, first_error.start)
-    tried = " nor ".join(ENCODING_NAMES.get(c, c) for c in candidates)
+            failures.append((ENCODING_NAMES.get(codec, codec), *_where(exc)))
+    _, line, byte = failures[-1]  # where even the most lenient candidate fails
+    names = [name for name, _, _ in failures]
+    if len(failures) == 1:
+        what = f"not valid {names[0]} (byte 0x{byte:02x} cannot be read)"
+    elif len({(at, b) for _, at, b in failures}) == 1:
+        what = f"neither {' nor '.join(names)} (byte 0x{byte:02x} cannot be read)"
+    else:
+        what = "neither " + " nor ".join(
+            f"{name} (byte 0x{b:02x} on line {at} cannot be read)" for name, at, b in failures)
     raise FileProblem(
-        f"Line {line}: the file is neither {tried} (byte 0x{data[first_error.start]:02x} cannot be "
-        "read). Save it as “CSV UTF-8”, or choose its encoding under Advanced.", line)
+        f"Line {line}: the file is {what}. Save it as “CSV UTF-8”, or choose its encoding under "
+        "Advanced.", line)
 
 
 def detect_delimiter(text: str) -> str:
@@ -258,7 +265,7 @@ def _refuse_binary(data: bytes, encoding: str | None) -> None:
 def _refuse_control_characters(text: str) -> None:
     match = _CONTROL.search(text)
     if match:
-        line = text.count("\n", 0, match.start()) + 1
+        line = _line_at(text, match.start())
         raise FileProblem(
             f"Line {line}: the file contains the control character U+{ord(match.group()):04X}, "
             "which has no place in a CSV file. Remove it and upload again.", line)
@@ -272,4 +279,17 @@ def _codec(name: str) -> str:
 
 
 def _line_of(data: bytes, offset: int) -> int:
-    return data.count(b"\n", 0, offset) + 1
+    """The line of a byte of an ASCII-compatible file, counting line breaks as csv does."""
+    return len(_NEWLINE_BYTES.findall(data, 0, offset)) + 1
+
+
+def _line_at(text: str, offset: int) -> int:
+    """The line of a character, counting \\r\\n, \\r and \\n as line breaks, as csv does."""
+    return len(_NEWLINE.findall(text, 0, offset)) + 1
+
+
+def _where(exc: UnicodeDecodeError) -> tuple[int, int]:
+    """The line and the value of the byte a decoder refused. The offsets of `exc` are those of
+    `exc.object`, which lacks the BOM that utf-8-sig strips; what precedes decoded fine."""
+    before = exc.object[:exc.start].decode(exc.encoding, errors="replace")
+    return _line_at(before, len(before)), exc.object[exc.start]

@@ -22,6 +22,8 @@ from ..security import password_problems, seal_password
 from .reader import FileProblem, Table
 
 MAX_NAME_LENGTH = 100
+MAX_EMAIL_LENGTH = 254
+STAND_IN = "example.com"  # replaces an allowed intranet domain while email-validator checks
 LOOKUP_CHUNK = 5000  # stays under SQLite's and PostgreSQL's bound-parameter limits
 
 TRUE_WORDS = {"1", "yes", "y", "true"}
@@ -99,9 +101,8 @@ def plan_table(
             "to use the passwords in the file.", 1)
     allowed = tuple(d.lower().lstrip(".") for d in allowed_domains)
     columns = {f: i for i, f in enumerate(table.fields) if f is not None}
-    width = len(table.headings)
 
-    rows = [_check_row(record, columns, width, allowed) for record in table.records]
+    rows = [_check_row(record, columns, table.headings, allowed) for record in table.records]
     _mark_duplicates(rows)
     existing = _existing_users(session, {fold_key(r.values["username"]) for r in rows
                                          if r.values.get("username")})
@@ -113,8 +114,10 @@ def plan_table(
     return Plan(rows)
 
 
-def _check_row(record, columns: dict[str, int], width: int, allowed: tuple[str, ...]) -> RowPlan:
+def _check_row(record, columns: dict[str, int], headings: list[str],
+               allowed: tuple[str, ...]) -> RowPlan:
     cells = record.cells
+    width = len(headings)
     username_cell = cells[columns["username"]].strip() if columns["username"] < len(cells) else ""
     row = RowPlan(record.line, record.end_line, cells, username_cell)
     if len(cells) != width:
@@ -124,10 +127,13 @@ def _check_row(record, columns: dict[str, int], width: int, allowed: tuple[str, 
         return row
 
     values: dict[str, Any] = {f: cells[i].strip() for f, i in columns.items()}
-    for name, value in values.items():
-        if "\n" in value or "\r" in value:
+    fields = {i: f for f, i in columns.items()}
+    for index, cell in enumerate(cells):
+        # Every column, imported or not: a quote left open swallows the next lines into a cell.
+        if "\n" in cell.strip() or "\r" in cell.strip():
+            name = FIELD_LABELS[fields[index]] if index in fields else f"column “{headings[index]}”"
             span = f"lines {record.line}–{record.end_line}"
-            row.errors.append(f"{FIELD_LABELS[name]} contains a line break ({span}); "
+            row.errors.append(f"{name} contains a line break ({span}); "
                               "perhaps a quote is not closed.")
     for name in ("username", "firstname", "surname", "email"):
         if not values[name]:
@@ -165,6 +171,9 @@ def username_problems(username: str) -> list[str]:
     problems = []
     if len(username) > MAX_NAME_LENGTH:
         problems.append(f"username is longer than {MAX_NAME_LENGTH} characters.")
+    elif len(fold_key(username)) > MAX_NAME_LENGTH:  # its unique key, where ß counts as ss
+        problems.append(f"username is longer than {MAX_NAME_LENGTH} characters once case is "
+                        f"ignored ({len(fold_key(username))}: ß becomes ss, for example).")
     if not _USERNAME.match(username):
         bad = sorted({c for c in username if not (c.isalnum() or c in "._-@")})
         found = ", ".join("space" if c == " " else f"“{c}”" for c in bad) or "a leading symbol"
@@ -201,16 +210,26 @@ def check_email(value: str, allowed: tuple[str, ...]) -> tuple[str, str | None]:
                        "without a display name, quotes or angle brackets.")
     if any(sep in value for sep in ",; "):
         return value, f"email “{value}” must hold exactly one address, without spaces or lists."
-    domain = value.rpartition("@")[2].lower()
-    intranet = any(domain == d or domain.endswith("." + d) for d in allowed)
+    local, _, domain = value.rpartition("@")
+    intranet = next((d for d in allowed
+                     if domain.lower() == d or domain.lower().endswith("." + d)), None)
+    # email-validator refuses special-use domains (.local, .test) whatever its options: an
+    # allowed intranet domain is swapped for a public stand-in while the rest is checked.
+    checked = f"{local}@{domain[:len(domain) - len(intranet)]}{STAND_IN}" if intranet else value
     try:
-        result = validate_email(value, check_deliverability=False, allow_smtputf8=False,
-                                allow_display_name=False, globally_deliverable=not intranet)
+        result = validate_email(checked, check_deliverability=False, allow_smtputf8=False,
+                                allow_display_name=False)
     except EmailNotValidError as exc:
         hint = ""
         if "special-use or reserved" in str(exc):
             hint = " An intranet domain can be allowed with BULKIMPORT_ALLOWED_EMAIL_DOMAINS."
         return value, f"email “{value}” is not a valid e-mail address: {exc}{hint}"
+    if intranet:
+        address = result.normalized.removesuffix(STAND_IN) + intranet
+        if len(address) > MAX_EMAIL_LENGTH:
+            return value, (f"email “{value}” is not a valid e-mail address: it is longer than "
+                           f"{MAX_EMAIL_LENGTH} characters.")
+        return address, None
     return result.normalized, None
 
 
@@ -276,6 +295,7 @@ def _lookalikes(session: Session, rows: list[RowPlan]) -> dict[str, str]:
 
 def _decide(row: RowPlan, existing, owners, lookalikes, generate_passwords, secret_key) -> None:
     values = row.values
+    password = values.pop("password", "")  # first: a row in error keeps no plaintext password
     username = values.get("username")
     if username and not username.isascii() and skeleton(username) in lookalikes:
         row.errors.append(f"username “{username}” looks like the username "
@@ -289,7 +309,6 @@ def _decide(row: RowPlan, existing, owners, lookalikes, generate_passwords, secr
     if owner and (current is None or owner[0] != current["id"]):
         row.errors.append(f"email “{values['email']}” already belongs to the user “{owner[1]}”.")
 
-    password = values.pop("password", "")
     if current is None:
         if not generate_passwords:
             if not password:
