@@ -6,6 +6,7 @@ the defaults cannot drift apart.
 
 from __future__ import annotations
 
+import codecs
 import os
 import secrets
 from collections.abc import Callable
@@ -113,6 +114,12 @@ def load_config(app_config: dict, instance_path: str, overrides: dict | None = N
     if not app_config["DATABASE_URL"]:
         app_config["DATABASE_URL"] = f"sqlite:///{instance / 'bulkimport.sqlite'}"
 
+    for name in app_config["ENCODING_FALLBACKS"]:
+        try:
+            codecs.lookup(name)
+        except LookupError:
+            raise RuntimeError(f"BULKIMPORT_ENCODING_FALLBACKS: “{name}” is not an encoding "
+                               "Python knows (try cp1252, latin-1, iso8859-15, cp1250)") from None
     app_config["SQLALCHEMY_DATABASE_URI"] = app_config["DATABASE_URL"]
     app_config["MAX_CONTENT_LENGTH"] = app_config["MAX_UPLOAD_MB"] * 1024 * 1024
     app_config["SESSION_COOKIE_SECURE"] = str(app_config["BASE_URL"]).startswith("https://")

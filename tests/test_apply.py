@@ -323,3 +323,15 @@ def admin_login():
         return client
 
     return login
+
+
+def test_file_passwords_of_rows_in_error_are_not_stored_in_clear(app, client):
+    data = (b"username,firstname,surname,email,password\n"
+            b"gooduser,Good,User,good@example.com,first-secret-phrase\n"
+            b"baduser,Bad,User,not-an-email,second-secret-phrase\n")
+    batch_id = batch_id_of(upload(client, data, generate=False))
+    with app.app_context():
+        stored = " ".join(str((r.values, r.raw)) for r in db.session.scalars(select(ImportRow)))
+    assert "secret-phrase" not in stored
+    errors_csv = client.get(f"/admin/people/import/{batch_id}/errors.csv").get_data(as_text=True)
+    assert "baduser,Bad,User,not-an-email,second-secret-phrase," in errors_csv

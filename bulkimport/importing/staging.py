@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..models import ImportBatch, ImportRow, utcnow
+from ..security import seal_password, unseal_password
 from .reader import read_table
 from .validation import plan_table
 
@@ -62,16 +63,28 @@ def stage_upload(session: Session, owner_id: int, filename: str, data: bytes,
     )
     session.add(batch)
     session.flush()
+    password_column = table.column("password")
     rows = [
         {"batch_id": batch.id, "line": r.line, "end_line": r.end_line, "username": r.username[:255],
          "proposed": r.action, "choice": ImportRow.SKIP, "user_id": r.user_id,
-         "values": r.values or None, "raw": r.raw, "changes": r.changes or None,
-         "errors": r.errors or None}
+         "values": r.values or None, "changes": r.changes or None, "errors": r.errors or None,
+         # the cells as uploaded, only for `Download rows with errors`
+         "raw": (_sealed_raw(r.raw, password_column, config["SECRET_KEY"])
+                 if r.action == ImportRow.ERROR else None)}
         for r in plan.rows
     ]
     for start in range(0, len(rows), STAGE_CHUNK):
         session.execute(insert(ImportRow), rows[start:start + STAGE_CHUNK])
     return batch
+
+
+def _sealed_raw(cells: list[str], password_column: int | None, secret_key: str) -> list[str]:
+    """The cells with the password cell encrypted: no password is stored in clear."""
+    if password_column is None or password_column >= len(cells) or not cells[password_column]:
+        return cells
+    sealed = list(cells)
+    sealed[password_column] = seal_password(cells[password_column], secret_key)
+    return sealed
 
 
 def batch_for(session: Session, batch_id: int, owner_id: int) -> ImportBatch | None:
@@ -158,7 +171,14 @@ def save_choices(session: Session, batch: ImportBatch, headings: dict[str, tuple
 
 
 def rows_with_errors(session: Session, batch: ImportBatch):
-    """(raw cells, error text) of every row in error, for the `Download rows with errors` file."""
+    """(cells as uploaded, error text) of every row in error, for `Download rows with errors`;
+    the administrator gets back the file's own passwords, decrypted."""
     query = rows_query(batch.id, ImportRow.ERROR).with_only_columns(ImportRow.raw, ImportRow.errors)
+    password_column = next((i for i, c in enumerate(batch.columns) if c["field"] == "password"),
+                           None)
+    secret_key = current_app.config["SECRET_KEY"]
     for raw, errors in session.execute(query):
-        yield raw or [], " ".join(errors or [])
+        cells = list(raw or [])
+        if password_column is not None and password_column < len(cells) and cells[password_column]:
+            cells[password_column] = unseal_password(cells[password_column], secret_key)
+        yield cells, " ".join(errors or [])
