@@ -45,6 +45,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from .errors import register_error_pages
     from .localisation import bp as localisation_bp
     from .people import bp as people_bp
+    from .system import bp as system_bp
 
     @login_manager.user_loader
     def load_user(user_id: str):
@@ -53,6 +54,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(auth_bp)
     app.register_blueprint(people_bp)
     app.register_blueprint(localisation_bp)
+    app.register_blueprint(system_bp)
     register_error_pages(app)
     register_commands(app)
     if not app.config["REDIS_URL"] and not app.testing:

@@ -215,3 +215,14 @@ def table_snapshot(app) -> dict[str, list[tuple]]:
         users = db.session.execute(select(User.__table__).order_by(User.id)).all()
         invitations = db.session.execute(select(Invitation.__table__)).all()
         return {"users": [tuple(r) for r in users], "invitations": [tuple(r) for r in invitations]}
+
+
+def login_admin(app, username: str = "boss"):
+    """Create an administrator in `app` and return a test client logged in as it."""
+    with app.app_context():
+        create_admin(db.session, username, f"{username}@example.com", ADMIN_PASSWORD)
+        db.session.commit()
+    client = app.test_client()
+    response = client.post("/login", data={"username": username, "password": ADMIN_PASSWORD})
+    assert response.status_code == 302
+    return client

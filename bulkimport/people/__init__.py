@@ -17,4 +17,4 @@ def require_admin():
         abort(403)
 
 
-from . import routes  # noqa: E402,F401  (routes attach themselves to bp)
+from . import invitations, routes  # noqa: E402,F401  (views attach themselves to bp)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import BooleanField, HiddenField, RadioField, SearchField, SelectField, SubmitField
+from wtforms import (
+    BooleanField,
+    HiddenField,
+    RadioField,
+    SearchField,
+    SelectField,
+    SelectMultipleField,
+    SubmitField,
+)
 from wtforms.fields.choices import SelectChoice
 
 from ..importing.staging import APPLICABLE, FILTERS
@@ -105,3 +113,13 @@ def review_form_for(rows: list[ImportRow], headings: dict[str, bool]) -> ReviewF
             getattr(form, f"was_all_{action}").data = "1" if ticked else ""
             getattr(form, f"all_{action}").data = ticked
     return form
+
+
+class ResendForm(FlaskForm):
+    """Resend one invitation (the row's button), the ticked ones, or every failed one."""
+
+    selected = SelectMultipleField("Select", choices=[], validate_choice=False)
+    one = HiddenField()
+    batch_id = HiddenField()
+    resend_selected = SubmitField("Resend selected")
+    all_failed = SubmitField("Resend all failed")

@@ -33,6 +33,7 @@ from ..importing.staging import (
     save_choices,
     stage_upload,
 )
+from ..mailing.status import latest_status_by_user
 from ..models import ImportBatch, ImportRow, User
 from . import bp
 from .forms import SearchForm, UploadForm, review_form_for
@@ -52,7 +53,9 @@ def index():
                                 func.lower(User.firstname + " " + User.surname).like(like)))
     users = db.paginate(query, per_page=USERS_PER_PAGE, error_out=False)
     total = db.session.scalar(select(func.count(User.id)))
-    return render_template("people/index.html", form=form, users=users, term=term, total=total)
+    invited = latest_status_by_user([user.id for user in users.items])
+    return render_template("people/index.html", form=form, users=users, term=term, total=total,
+                           invited=invited)
 
 
 @bp.route("/import", methods=["GET", "POST"])
@@ -188,6 +191,13 @@ def encoding_name(codec: str) -> str:
 def delimiter_name(delimiter: str) -> str:
     """A delimiter in words with the character itself: `semicolon (;)`."""
     return f"{DELIMITERS.get(delimiter, 'custom')} ({'⇥' if delimiter == chr(9) else delimiter})"
+
+
+@bp.app_template_filter("status_badge")
+def status_badge(status: str) -> str:
+    """The Bootstrap badge class of an invitation status."""
+    return {"queued": "text-bg-secondary", "sending": "text-bg-info", "sent": "text-bg-success",
+            "failed": "text-bg-danger"}.get(status, "text-bg-light")
 
 
 @bp.app_template_filter("display_value")

@@ -49,4 +49,28 @@
     }
     poll();
   });
+
+  // Invitation page: counts, bar and time left move until every invitation is handled.
+  document.querySelectorAll("[data-invitations-url]").forEach(function (el) {
+    var bar = el.querySelector("[data-percent]");
+    function poll() {
+      fetch(el.getAttribute("data-invitations-url"), { headers: { Accept: "application/json" } })
+        .then(function (r) { return r.json(); })
+        .then(function (s) {
+          Object.keys(s.counts).forEach(function (key) {
+            var cell = el.querySelector("[data-count=" + key + "]");
+            if (cell) { cell.textContent = s.counts[key]; }
+          });
+          bar.style.width = s.percent + "%";
+          bar.textContent = s.percent + " %";
+          bar.parentNode.setAttribute("aria-valuenow", s.percent);
+          el.querySelector("[data-estimate]").textContent = s.estimate;
+          if (s.remaining > 0) { window.setTimeout(poll, 1000); }
+          else if (el.getAttribute("data-was-running")) { window.location.reload(); }
+        })
+        .catch(function () { window.setTimeout(poll, 3000); });
+      el.setAttribute("data-was-running", "1");
+    }
+    poll();
+  });
 })();

@@ -1,0 +1,53 @@
+"""What the administrator sees of the invitations: counts, an estimate of the time left, and
+each user's latest invitation state. Read-only queries for the views."""
+
+from __future__ import annotations
+
+import math
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from ..extensions import db
+from ..models import Invitation
+
+STATUSES = (Invitation.QUEUED, Invitation.SENDING, Invitation.SENT, Invitation.FAILED)
+
+
+def invitation_counts(batch_id: int | None = None) -> dict[str, int]:
+    """Invitations per status (of one batch, or of all), plus their total."""
+    query = select(Invitation.status, func.count()).group_by(Invitation.status)
+    if batch_id is not None:
+        query = query.where(Invitation.batch_id == batch_id)
+    counts = dict.fromkeys(STATUSES, 0)
+    counts.update(dict(db.session.execute(query).all()))
+    counts["total"] = sum(counts[s] for s in STATUSES)
+    return counts
+
+
+def progress(counts: dict[str, int], paused: str | None) -> dict:
+    """Percentage done and a sentence estimating the time left under the send-rate limit."""
+    done = counts[Invitation.SENT] + counts[Invitation.FAILED]
+    remaining = counts[Invitation.QUEUED] + counts[Invitation.SENDING]
+    percent = 100 if not counts["total"] else math.floor(100 * done / counts["total"])
+    rate = current_app.config["MAIL_RATE_PER_MINUTE"]
+    if not remaining:
+        estimate = "All invitations have been handled."
+    elif paused:
+        estimate = "Sending is paused: " + paused
+    elif rate > 0:
+        minutes = math.ceil(remaining / rate)
+        estimate = (f"About {minutes} minute{'s' if minutes != 1 else ''} left at {rate} e-mails "
+                    "per minute (retries of deferred e-mails may take longer).")
+    else:
+        estimate = "No send-rate limit: as fast as the workers and the mail server allow."
+    return {"percent": percent, "done": done, "remaining": remaining, "estimate": estimate}
+
+
+def latest_status_by_user(user_ids: list[int]) -> dict[int, str]:
+    """The status of each user's most recent invitation, for the user list."""
+    if not user_ids:
+        return {}
+    rows = db.session.execute(select(Invitation.user_id, Invitation.status)
+                              .where(Invitation.user_id.in_(user_ids)).order_by(Invitation.id))
+    return dict(rows.all())  # later invitations overwrite earlier ones

@@ -1,0 +1,100 @@
+"""Views of Admin > People > Invitations: the status of every invitation, per batch or across
+batches, and Resend."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from ..extensions import db
+from ..mailing.jobs import wake
+from ..mailing.sending import paused_reason, resend
+from ..mailing.status import STATUSES, invitation_counts, progress
+from ..models import ImportBatch, Invitation
+from . import bp
+from .forms import ResendForm
+
+PER_PAGE = 100
+
+
+def _invitations_query(batch_id: int | None, status: str):
+    query = select(Invitation).options(joinedload(Invitation.user)).order_by(Invitation.id)
+    if batch_id is not None:
+        query = query.where(Invitation.batch_id == batch_id)
+    if status in STATUSES:
+        query = query.where(Invitation.status == status)
+    return query
+
+
+@bp.get("/invitations")
+def invitations():
+    """Every invitation across batches, filterable by status."""
+    status = request.args.get("status", "all")
+    page = db.paginate(_invitations_query(None, status), per_page=PER_PAGE, error_out=False)
+    counts = invitation_counts()
+    return render_template("people/invitations.html", batch=None, page=page, status=status,
+                           counts=counts, progress=progress(counts, paused_reason()),
+                           form=ResendForm())
+
+
+@bp.get("/import/<int:batch_id>/invitations")
+def batch_invitations(batch_id: int):
+    """The invitations of one batch: a progress bar, counts, time left, and the users."""
+    batch = _batch(batch_id)
+    status = request.args.get("status", "all")
+    page = db.paginate(_invitations_query(batch.id, status), per_page=PER_PAGE, error_out=False)
+    counts = invitation_counts(batch.id)
+    return render_template("people/invitations.html", batch=batch, page=page, status=status,
+                           counts=counts, progress=progress(counts, paused_reason()),
+                           form=ResendForm())
+
+
+@bp.get("/import/<int:batch_id>/invitations.json")
+def batch_invitations_status(batch_id: int):
+    """Counts and progress of a batch's invitations, for the moving progress bar."""
+    batch = _batch(batch_id)
+    counts = invitation_counts(batch.id)
+    return {"counts": counts, **progress(counts, paused_reason())}
+
+
+@bp.post("/invitations/resend")
+def resend_invitations():
+    """Resend one invitation, the selected ones, or every failed one (of a batch or of all)."""
+    form = ResendForm()
+    if not form.validate_on_submit():
+        abort(400)
+    batch_id = int(form.batch_id.data) if (form.batch_id.data or "").isdigit() else None
+    if batch_id is not None:
+        _batch(batch_id)
+    if form.one.data:
+        ids = [int(form.one.data)] if form.one.data.isdigit() else []
+    elif form.all_failed.data:
+        query = select(Invitation.id).where(Invitation.status == Invitation.FAILED)
+        if batch_id is not None:
+            query = query.where(Invitation.batch_id == batch_id)
+        ids = list(db.session.scalars(query))
+    else:
+        ids = [int(i) for i in form.selected.data if str(i).isdigit()]
+    if batch_id is not None and ids:  # only this batch's invitations from its own page
+        ids = list(db.session.scalars(select(Invitation.id).where(
+            Invitation.id.in_(ids), Invitation.batch_id == batch_id)))
+    count = resend(ids) if ids else 0
+    if count:
+        wake()
+        flash(f"{count} invitation{'s' if count != 1 else ''} will be sent again with a new "
+              "password; the old password stops working once the new e-mail is accepted.",
+              "success")
+    else:
+        flash("Nothing to resend: select invitations that are not being sent right now.", "info")
+    if batch_id is not None:
+        return redirect(url_for(".batch_invitations", batch_id=batch_id))
+    return redirect(url_for(".invitations"))
+
+
+def _batch(batch_id: int) -> ImportBatch:
+    """Any administrator may follow any batch's invitations (reviews stay with their owner)."""
+    batch = db.session.get(ImportBatch, batch_id)
+    if batch is None:
+        abort(404)
+    return batch

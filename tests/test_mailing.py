@@ -1,0 +1,309 @@
+"""Invitations sent to a real SMTP server (aiosmtpd) by the job code in this process: the
+password of the last accepted e-mail always logs in, faults are retried or failed with the
+server's reason, sending pauses on a refused login, Resend, the outbox mode and the pages."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from conftest import import_file, login_admin, sample
+from smtpserver import Authenticator, password_in, start_server
+from sqlalchemy import select
+
+from bulkimport.auth.service import authenticate
+from bulkimport.extensions import db
+from bulkimport.jobs import wait_for_jobs
+from bulkimport.mailing.jobs import sweep
+from bulkimport.mailing.throttle import LocalThrottle, RedisThrottle
+from bulkimport.models import Invitation, User
+
+
+def make_csv(count: int) -> bytes:
+    lines = ["username,firstname,surname,email,Change password next time"]
+    lines += [f"mail{i:03d},Given{i},Family{i},mail{i:03d}@example.com,{i % 2}"
+              for i in range(count)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture
+def smtp():
+    controller, handler = start_server()
+    yield controller, handler
+    controller.stop()
+
+
+def mail_config(controller, **extra) -> dict:
+    config = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": controller.port, "MAIL_TIMEOUT": 1.0,
+              "MAIL_RETRY_SECONDS": 0.05, "MAIL_RATE_PER_MINUTE": 0, "MAIL_LEASE_SECONDS": 30,
+              "BASE_URL": "https://people.example.org", "SITE_NAME": "Example Intranet"}
+    config.update(extra)
+    return config
+
+
+def drain(app, limit: float = 60.0) -> dict[str, int]:
+    """Sweep and run the jobs until no invitation is queued or being sent (bounded)."""
+    deadline = time.monotonic() + limit
+    while True:
+        with app.app_context():
+            sweep()
+        wait_for_jobs(app)
+        with app.app_context():
+            counts = dict(db.session.execute(
+                select(Invitation.status, db.func.count()).group_by(Invitation.status)).all())
+            db.session.remove()
+        if not counts.get("queued") and not counts.get("sending"):
+            return counts
+        assert time.monotonic() < deadline, f"invitations still pending: {counts}"
+        time.sleep(0.05)
+
+
+def assert_invariant(app, handler) -> None:
+    """For every invited user, the password of the last accepted e-mail logs in; every
+    invitation ended sent, or failed with a reason."""
+    with app.app_context():
+        for invitation in db.session.scalars(select(Invitation)):
+            user = invitation.user
+            assert invitation.status in ("sent", "failed"), invitation.status
+            if invitation.status == "failed":
+                assert invitation.last_error
+            password = handler.last_password(user.email)
+            if password is None:
+                assert invitation.status == "failed"
+                continue
+            assert authenticate(db.session, user.username, password) is not None, user.username
+            db.session.rollback()  # authenticate may promote a pending hash: keep the state
+
+
+def test_invitations_are_sent_and_their_passwords_log_in(app_factory, smtp):
+    controller, handler = smtp
+    app = app_factory(**mail_config(controller))
+    client = login_admin(app)
+    batch_id = import_file(client, sample("force-change.csv"))
+    assert drain(app) == {"sent": 3}
+    assert_invariant(app, handler)
+    message = next(m for _, a, m in handler.accepted if a == "li.chen@example.com")
+    text = message.decode()
+    assert "Subject: Your Example Intranet account" in text
+    assert "Hello Li," in text and "Username: lchen" in text
+    assert "Log in at https://people.example.org/login" in text
+    assert "You will be asked to choose a new password when you first log in." in text
+    assert "Content-Type: text/html" in text
+    okoh = next(m for _, a, m in handler.accepted if a == "obi.okoh@example.com").decode()
+    assert "choose a new password" not in okoh
+    assert len(password_in(message)) >= 16
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == "lchen"))
+        assert user.temp_password_expires_at is not None and user.must_change_password
+    page = client.get(f"/admin/people/import/{batch_id}/invitations").get_data(as_text=True)
+    assert re.search(r'data-count="sent">3<', page) and "100 %" in page
+    assert client.get(f"/admin/people/import/{batch_id}/invitations.json").get_json()[
+        "counts"]["sent"] == 3
+    people = client.get("/admin/people").get_data(as_text=True)
+    assert people.count('data-invitation="sent"') == 3
+
+
+FAULTS = {
+    0: ["rcpt451"], 1: ["rcpt451", "rcpt451"], 2: ["data451"], 3: ["data451", "data451"],
+    4: ["rcpt550"], 5: ["data554"], 6: ["hang"], 7: ["drop"], 8: ["drop", "data451"],
+    9: ["hang", "drop"], 10: ["drop", "hang", "data451"],
+}
+
+
+def test_faults_are_retried_or_failed_and_the_last_password_works(app_factory, smtp):
+    controller, handler = smtp
+    handler.hang_seconds = 2.0
+    for i, actions in FAULTS.items():
+        handler.rules[f"mail{i:03d}@example.com"] = list(actions)
+    app = app_factory(**mail_config(controller, MAIL_CHUNK_SIZE=5))
+    client = login_admin(app)
+    import_file(client, make_csv(16))
+    counts = drain(app)
+    assert counts == {"sent": 14, "failed": 2}
+    assert_invariant(app, handler)
+    with app.app_context():
+        by_user = {i.user.username: i for i in db.session.scalars(select(Invitation))}
+        assert by_user["mail004"].last_error == (
+            "The server refused the recipient: 550 5.1.1 No such user here")
+        assert by_user["mail005"].last_error == (
+            "The server refused the message: 554 5.7.1 Message refused by policy")
+        assert by_user["mail001"].attempts == 3 and by_user["mail011"].attempts == 1
+        # a dropped connection after DATA: the message was taken, then one more was sent
+        assert handler.count_for("mail007@example.com") == 2
+
+
+def test_gives_up_after_the_configured_hours(app_factory, smtp):
+    controller, handler = smtp
+    handler.rules["mail000@example.com"] = ["data451"] * 1000
+    app = app_factory(**mail_config(controller, MAIL_GIVE_UP_HOURS=0.3 / 3600,
+                                    MAIL_RETRY_SECONDS=0.1))
+    import_file(login_admin(app), make_csv(1))
+    assert drain(app) == {"failed": 1}
+    with app.app_context():
+        invitation = db.session.scalar(select(Invitation))
+        assert invitation.last_error.startswith("Gave up after ")
+        assert invitation.last_error.endswith("451 4.3.0 Mailbox busy, try later")
+
+
+def test_server_down_defers_and_sends_when_it_returns(app_factory):
+    controller, handler = start_server()
+    port = controller.port
+    controller.stop()
+    app = app_factory(**mail_config(controller, MAIL_PORT=port, MAIL_RETRY_SECONDS=0.2))
+    client = login_admin(app)
+    batch_id = import_file(client, make_csv(4))
+    with app.app_context():
+        sweep()
+    wait_for_jobs(app)
+    page = client.get(f"/admin/people/import/{batch_id}/invitations").get_data(as_text=True)
+    assert "Cannot connect to 127.0.0.1" in page and "connection refused" in page
+    from aiosmtpd.controller import Controller
+
+    back = Controller(handler, hostname="127.0.0.1", port=port)
+    back.start()
+    try:
+        assert drain(app) == {"sent": 4}
+        assert_invariant(app, handler)
+    finally:
+        back.stop()
+
+
+def test_refused_login_pauses_sending_with_a_banner_until_fixed(app_factory):
+    authenticator = Authenticator()
+    controller, handler = start_server(authenticator)
+    try:
+        app = app_factory(**mail_config(controller, MAIL_USERNAME="user",
+                                        MAIL_PASSWORD="secret"))
+        client = login_admin(app)
+        import_file(client, make_csv(3))
+        with app.app_context():
+            sweep()
+        wait_for_jobs(app)
+        page = client.get("/admin/people").get_data(as_text=True)
+        assert 'id="mail-paused"' in page and "The SMTP server refused the login: 535" in page
+        with app.app_context():
+            statuses = set(db.session.scalars(select(Invitation.status)))
+            assert statuses == {"queued"}
+            assert set(db.session.scalars(select(Invitation.attempts))) == {0}
+        authenticator.open = True
+        response = client.post("/admin/system/mail/resume")
+        assert "sending has resumed" in client.get(response.location).get_data(as_text=True)
+        assert drain(app) == {"sent": 3}
+        assert 'id="mail-paused"' not in client.get("/admin/people").get_data(as_text=True)
+        assert_invariant(app, handler)
+    finally:
+        controller.stop()
+
+
+def test_resend_makes_a_new_password_and_the_old_one_stops_working(app_factory, smtp):
+    controller, handler = smtp
+    app = app_factory(**mail_config(controller))
+    client = login_admin(app)
+    batch_id = import_file(client, make_csv(3))
+    drain(app)
+    old = handler.last_password("mail000@example.com")
+    with app.app_context():
+        ids = {i.user.username: i.id for i in db.session.scalars(select(Invitation))}
+    response = client.post("/admin/people/invitations/resend",
+                            data={"one": str(ids["mail000"]), "batch_id": str(batch_id)})
+    assert response.location.endswith(f"/import/{batch_id}/invitations")
+    assert drain(app) == {"sent": 3}
+    new = handler.last_password("mail000@example.com")
+    assert new != old and handler.count_for("mail000@example.com") == 2
+    assert handler.count_for("mail001@example.com") == 1
+    with app.app_context():
+        assert authenticate(db.session, "mail000", old) is None
+        assert authenticate(db.session, "mail000", new) is not None
+    client.post("/admin/people/invitations/resend",
+                data={"selected": [str(ids["mail001"]), str(ids["mail002"])], "batch_id": ""})
+    drain(app)
+    assert handler.count_for("mail001@example.com") == 2
+    assert handler.count_for("mail002@example.com") == 2
+    assert_invariant(app, handler)
+
+
+def test_resend_all_failed(app_factory, smtp):
+    controller, handler = smtp
+    handler.rules["mail001@example.com"] = ["rcpt550"]
+    handler.rules["mail002@example.com"] = ["data554"]
+    app = app_factory(**mail_config(controller))
+    client = login_admin(app)
+    import_file(client, make_csv(3))
+    assert drain(app) == {"sent": 1, "failed": 2}
+    page = client.get("/admin/people/invitations?status=failed").get_data(as_text=True)
+    assert page.count("<tr data-invitation=") == 2
+    client.post("/admin/people/invitations/resend", data={"all_failed": "1"})
+    assert drain(app) == {"sent": 3}
+    assert handler.count_for("mail000@example.com") == 1
+    assert_invariant(app, handler)
+
+
+def test_outbox_mode_writes_eml_files_and_lists_them(app_factory):
+    app = app_factory(MAIL_SERVER="", MAIL_RATE_PER_MINUTE=0)
+    client = login_admin(app)
+    import_file(client, sample("minimal.csv"))
+    drain(app)
+    from pathlib import Path
+
+    files = sorted((Path(app.instance_path) / "outbox").glob("*.eml"))
+    assert len(files) == 3
+    assert oct(files[0].stat().st_mode & 0o777) == "0o600"
+    page = client.get("/admin/system/outbox").get_data(as_text=True)
+    assert page.count("Your bulkimport account") == 3 and "Admin &gt; System" in page
+    message = client.get(f"/admin/system/outbox/{files[0].name}").get_data(as_text=True)
+    password = re.search(r"Password: (\S+)", message).group(1)
+    with app.app_context():
+        addressee = re.search(r"Hello (\w+)", message).group(1)
+        user = db.session.scalar(select(User).where(User.firstname == addressee))
+        assert authenticate(db.session, user.username, password) is not None
+    assert client.get("/admin/system/outbox/../../secret_key").status_code == 404
+
+
+def test_outbox_is_absent_with_an_smtp_server(app_factory, smtp):
+    controller, _ = smtp
+    client = login_admin(app_factory(**mail_config(controller)))
+    assert client.get("/admin/system/outbox").status_code == 404
+    assert "Admin &gt; System" not in client.get("/admin/people").get_data(as_text=True)
+
+
+def test_invitations_page_filters_and_estimates(app_factory, smtp):
+    controller, handler = smtp
+    app = app_factory(**mail_config(controller, MAIL_RATE_PER_MINUTE=60))
+    client = login_admin(app)
+    from unittest import mock
+
+    with mock.patch("bulkimport.importing.jobs.wake"):  # nothing sent yet
+        batch_id = import_file(client, make_csv(130))
+    status = client.get(f"/admin/people/import/{batch_id}/invitations.json").get_json()
+    assert status["counts"]["queued"] == 130 and status["percent"] == 0
+    assert status["estimate"].startswith("About 3 minutes left at 60 e-mails per minute")
+    page = client.get("/admin/people/invitations?status=queued").get_data(as_text=True)
+    assert page.count("<tr data-invitation=") == 100  # paginated
+    assert client.get("/admin/people/invitations?status=sent").get_data(
+        as_text=True).count("<tr data-invitation=") == 0
+
+
+def test_redis_throttle_counts_every_worker(app_factory):
+    from conftest import REDIS_URL, require
+
+    require(bool(REDIS_URL), "Redis (BULKIMPORT_TEST_REDIS_URL)")
+    from redis import Redis
+
+    redis = Redis.from_url(REDIS_URL)
+    redis.flushdb()
+    try:
+        first, second = RedisThrottle(redis, 3), RedisThrottle(redis, 3)
+        assert [first.reserve(), second.reserve(), first.reserve()] == [0.0, 0.0, 0.0]
+        assert 60 < second.reserve() <= 62
+        assert RedisThrottle(redis, 0).reserve() == 0.0
+    finally:
+        redis.flushdb()
+
+
+def test_local_throttle():
+    LocalThrottle._sent.clear()
+    throttle = LocalThrottle(2)
+    assert [throttle.reserve(), throttle.reserve()] == [0.0, 0.0]
+    assert 60 < throttle.reserve() <= 62
+    LocalThrottle._sent.clear()
