@@ -1,0 +1,212 @@
+"""Real RQ worker processes on Redis send to a real SMTP server: faults, a worker killed with
+SIGKILL in the middle of a chunk, Redis flushed in the middle of a run, the global throttle
+across two workers, and a scan proving no generated password is stored or logged."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REDIS_URL, import_file, login_admin, require
+from smtpserver import start_server
+from sqlalchemy import func, select, text
+from test_mailing import FAULTS, assert_invariant, make_csv
+
+from bulkimport.extensions import db
+from bulkimport.models import Invitation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def redis():
+    require(bool(REDIS_URL), "Redis (BULKIMPORT_TEST_REDIS_URL)")
+    from redis import Redis
+
+    connection = Redis.from_url(REDIS_URL)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+@pytest.fixture
+def smtp():
+    controller, handler = start_server()
+    yield controller, handler
+    controller.stop()
+
+
+@pytest.fixture
+def setup(app_factory, redis, smtp, tmp_path):
+    """An application on Redis and the SMTP server, and a way to start worker processes with
+    the same configuration; every worker is stopped at the end."""
+    controller, handler = smtp
+    processes: list[subprocess.Popen] = []
+
+    def build(**extra):
+        config = {"REDIS_URL": REDIS_URL, "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": controller.port,
+                  "MAIL_TIMEOUT": 1.0, "MAIL_RETRY_SECONDS": 0.2, "MAIL_SWEEP_SECONDS": 0.5,
+                  "MAIL_LEASE_SECONDS": 3.0, "MAIL_RATE_PER_MINUTE": 0, "MAIL_CHUNK_SIZE": 5}
+        config.update(extra)
+        app = app_factory(**config)
+
+        def start_worker(name: str) -> subprocess.Popen:
+            env = {**os.environ, "BULKIMPORT_DATABASE_URL": app.config["DATABASE_URL"],
+                   "BULKIMPORT_SECRET_KEY": app.config["SECRET_KEY"],
+                   "BULKIMPORT_BCRYPT_ROUNDS": "4", "BULKIMPORT_LOG_LEVEL": "INFO"}
+            for key in ("REDIS_URL", "MAIL_SERVER", "MAIL_PORT", "MAIL_TIMEOUT",
+                        "MAIL_RETRY_SECONDS", "MAIL_SWEEP_SECONDS", "MAIL_LEASE_SECONDS",
+                        "MAIL_RATE_PER_MINUTE", "MAIL_CHUNK_SIZE"):
+                env[f"BULKIMPORT_{key}"] = str(app.config[key])
+            log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115  (closed with the process)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "rq.cli", "worker", "-w",
+                 "bulkimport.mailing.worker.MailWorker", "--url", REDIS_URL, "--serializer",
+                 "rq.serializers.JSONSerializer", "--name", f"{name}-{os.getpid()}",
+                 "mail", "imports"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            processes.append(process)
+            return process
+
+        return app, start_worker
+
+    yield build, handler, tmp_path
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def wait_until(condition, limit: float = 120.0, what: str = "condition") -> None:
+    """Poll `condition` until it holds (bounded, not a timing assertion)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.2)
+
+
+def pending(app) -> int:
+    with app.app_context():
+        count = db.session.scalar(select(func.count(Invitation.id)).where(
+            Invitation.status.in_(("queued", "sending"))))
+        db.session.remove()
+        return count
+
+
+def test_two_workers_with_faults_and_no_password_stored_or_logged(setup, redis, caplog):
+    build, handler, logs = setup
+    handler.hang_seconds = 2.0
+    for i, actions in FAULTS.items():
+        handler.rules[f"mail{i:03d}@example.com"] = list(actions)
+    app, start_worker = build()
+    caplog.set_level("DEBUG")
+    client = login_admin(app)
+    import_file(client, make_csv(30))
+    start_worker("one")
+    start_worker("two")
+    wait_until(lambda: pending(app) == 0, what="every invitation to end")
+    assert_invariant(app, handler)
+    with app.app_context():
+        statuses = dict(db.session.execute(select(Invitation.status, func.count())
+                                           .group_by(Invitation.status)).all())
+    assert statuses == {"sent": 28, "failed": 2}
+
+    passwords = {p for p in (handler.last_password(f"mail{i:03d}@example.com")
+                             for i in range(30)) if p}
+    passwords |= {m for m in _all_passwords(handler)}
+    assert len(passwords) >= 28
+    haystacks = [_redis_dump(redis), _database_dump(app), caplog.text]
+    haystacks += [p.read_text(errors="replace") for p in logs.glob("*.log")]
+    for password in passwords:
+        for haystack in haystacks:
+            assert password not in haystack
+
+
+def test_worker_killed_in_the_middle_of_a_chunk(setup):
+    build, handler, _ = setup
+    handler.delay = 0.3
+    app, start_worker = build(MAIL_CHUNK_SIZE=50)
+    import_file(login_admin(app), make_csv(12))
+    first = start_worker("doomed")
+    wait_until(lambda: len(handler.accepted) >= 3, what="a few e-mails")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    assert pending(app) > 0  # killed with most of its chunk claimed
+    start_worker("rescuer")
+    wait_until(lambda: pending(app) == 0, what="the rescuer to finish")
+    assert_invariant(app, handler)
+    with app.app_context():
+        assert set(db.session.scalars(select(Invitation.status))) == {"sent"}
+
+
+def test_redis_flushed_in_the_middle_of_a_run(setup, redis):
+    build, handler, _ = setup
+    handler.delay = 0.2
+    app, start_worker = build(MAIL_CHUNK_SIZE=3)
+    import_file(login_admin(app), make_csv(20))
+    start_worker("one")
+    wait_until(lambda: len(handler.accepted) >= 3, what="a few e-mails")
+    redis.flushdb()  # every queued job is gone
+    start_worker("two")
+    wait_until(lambda: pending(app) == 0, what="every invitation to end")
+    assert_invariant(app, handler)
+    with app.app_context():
+        assert set(db.session.scalars(select(Invitation.status))) == {"sent"}
+
+
+def test_two_workers_respect_the_rate_limit_in_any_minute(setup):
+    build, handler, _ = setup
+    app, start_worker = build(MAIL_RATE_PER_MINUTE=5, MAIL_CHUNK_SIZE=2)
+    import_file(login_admin(app), make_csv(8))
+    start_worker("one")
+    start_worker("two")
+    wait_until(lambda: pending(app) == 0, limit=180, what="the throttled run")
+    times = sorted(t for t, _, _ in handler.accepted)
+    assert len(times) == 8
+    for start in times:
+        assert sum(1 for t in times if start <= t < start + 60) <= 5
+    assert_invariant(app, handler)
+
+
+def _all_passwords(handler) -> list[str]:
+    from smtpserver import password_in
+
+    return [password_in(raw) for _, _, raw in handler.accepted]
+
+
+def _redis_dump(redis) -> str:
+    parts = []
+    for key in redis.scan_iter("*"):
+        parts.append(key.decode(errors="replace"))
+        kind = redis.type(key).decode()
+        if kind == "string":
+            parts.append(redis.get(key).decode(errors="replace"))
+        elif kind == "hash":
+            parts.append(repr(redis.hgetall(key)))
+        elif kind == "list":
+            parts.append(repr(redis.lrange(key, 0, -1)))
+        elif kind == "set":
+            parts.append(repr(redis.smembers(key)))
+        elif kind == "zset":
+            parts.append(repr(redis.zrange(key, 0, -1)))
+        elif kind == "stream":
+            parts.append(repr(redis.xrange(key)))
+    return "\n".join(parts)
+
+
+def _database_dump(app) -> str:
+    with app.app_context():
+        parts = []
+        for table in db.metadata.sorted_tables:
+            for row in db.session.execute(text(f"SELECT * FROM {table.name}")):
+                parts.append(repr(tuple(row)))
+        return "\n".join(parts)
