@@ -35,10 +35,11 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
-## worker: an RQ worker for the background jobs (needs BULKIMPORT_REDIS_URL)
+## worker: an RQ worker for mail and imports, in the app, with RQ's scheduler (needs Redis)
 worker: $(VENV)/.installed
 	$(BIN)/rq worker --url "$${BULKIMPORT_REDIS_URL:?set BULKIMPORT_REDIS_URL}" \
-		--serializer rq.serializers.JSONSerializer imports mail
+		--worker-class bulkimport.mailing.worker.MailWorker --with-scheduler \
+		--serializer rq.serializers.JSONSerializer mail imports
 
 ## bench: speed and memory figures, as ratios to raw floors measured in the same run
 bench: $(VENV)/.installed-dev

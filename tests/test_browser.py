@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from conftest import ADMIN_PASSWORD, require, sample
+from smtpserver import start_server
 from werkzeug.serving import make_server
 
 from bulkimport.accounts import create_admin
@@ -32,10 +34,9 @@ SAVE_SCREENSHOTS = os.environ.get("BULKIMPORT_SCREENSHOTS") == "1"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
 
-@pytest.fixture
-def live_server(app_factory):
-    """The application with CSRF on and an administrator `boss`, served on 127.0.0.1."""
-    app = app_factory(WTF_CSRF_ENABLED=True)
+@contextmanager
+def serving(app):
+    """Serve `app` on a free port of 127.0.0.1 with an administrator `boss`; yield its URL."""
     with app.app_context():
         create_admin(db.session, "boss", "boss@example.com", ADMIN_PASSWORD)
         db.session.commit()
@@ -49,6 +50,27 @@ def live_server(app_factory):
         server.server_close()
         thread.join()
         wait_for_jobs(app)
+
+
+@pytest.fixture
+def live_server(app_factory):
+    """The application with CSRF on and an administrator `boss`, served on 127.0.0.1."""
+    with serving(app_factory(WTF_CSRF_ENABLED=True)) as url:
+        yield url
+
+
+@pytest.fixture
+def mail_live_server(app_factory):
+    """The same, sending invitations to a real SMTP server; yields (URL, SMTP handler)."""
+    controller, handler = start_server()
+    handler.delay = 0.4  # slow enough to watch the progress bar move
+    app = app_factory(WTF_CSRF_ENABLED=True, MAIL_SERVER="127.0.0.1", MAIL_PORT=controller.port,
+                      MAIL_TIMEOUT=5.0, MAIL_RATE_PER_MINUTE=0, MAIL_CHUNK_SIZE=1)
+    try:
+        with serving(app) as url:
+            yield url, handler
+    finally:
+        controller.stop()
 
 
 @pytest.fixture
@@ -134,4 +156,40 @@ def test_import_minimal_csv_in_a_browser(live_server, page, tmp_path):
     expect(confirmation).to_contain_text("3 users added")
     expect(confirmation).to_contain_text("3 invitation e-mails queued")
     screenshot(page, tmp_path, "confirmation.png")
+    assert page.problems == []
+
+
+def log_in(page, base: str, username: str, password: str) -> None:
+    page.goto(f"{base}/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_invitations_reach_100_percent_and_the_password_logs_in(mail_live_server, page,
+                                                                  tmp_path):
+    from playwright.sync_api import expect
+
+    base, handler = mail_live_server
+    log_in(page, base, "boss", ADMIN_PASSWORD)
+    page.goto(f"{base}/admin/people/import")
+    page.get_by_label("CSV file").set_input_files(
+        {"name": "force-change.csv", "mimeType": "text/csv", "buffer": sample("force-change.csv")})
+    page.get_by_label(GENERATE_LABEL, exact=True).check()
+    page.get_by_role("button", name="Upload and review").click()
+    page.locator('input[data-select-all="add"]').check()
+    page.get_by_role("button", name="Submit", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("3 invitation e-mails queued")
+
+    page.get_by_role("link", name="Invitation status").click()
+    bar = page.locator("#invitation-progress .progress-bar")
+    expect(bar).to_have_text("100 %", timeout=30_000)
+    expect(page.locator('[data-count="sent"]')).to_have_text("3")
+    screenshot(page, tmp_path, "invitations.png")
+
+    password = handler.last_password("li.chen@example.com")
+    page.get_by_role("button", name="Log out").click()
+    log_in(page, base, "lchen", password)
+    expect(page.get_by_text("Signed in as")).to_contain_text("lchen")
+    expect(page.get_by_role("heading", name="Welcome, Li")).to_be_visible()
     assert page.problems == []

@@ -65,12 +65,13 @@
           bar.textContent = s.percent + " %";
           bar.parentNode.setAttribute("aria-valuenow", s.percent);
           el.querySelector("[data-estimate]").textContent = s.estimate;
-          if (s.remaining > 0) { window.setTimeout(poll, 1000); }
-          else if (el.getAttribute("data-was-running")) { window.location.reload(); }
+          // Reload once when the work finishes under our eyes, so that the table shows it.
+          if (s.remaining > 0) { running = true; window.setTimeout(poll, 1000); }
+          else if (running) { window.location.reload(); }
         })
         .catch(function () { window.setTimeout(poll, 3000); });
-      el.setAttribute("data-was-running", "1");
     }
+    var running = false;
     poll();
   });
 })();
