@@ -25,6 +25,18 @@ DATA = Path(__file__).resolve().parent / "data"
 IN_CI = os.environ.get("CI") == "true"
 POSTGRES_URL = os.environ.get("BULKIMPORT_TEST_POSTGRES_URL", "")
 REDIS_URL = os.environ.get("BULKIMPORT_TEST_REDIS_URL", "")
+
+
+def _redis_url_of_this_worker(url: str) -> str:
+    """Each pytest-xdist worker gets its own Redis database (the given one, then the next)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    if not url or not worker.startswith("gw"):
+        return url
+    base, _, number = url.rpartition("/")
+    return f"{base}/{int(number or 0) + int(worker[2:])}"
+
+
+REDIS_URL = _redis_url_of_this_worker(REDIS_URL)
 ADMIN_PASSWORD = "admin-password-for-tests"
 
 
