@@ -129,10 +129,10 @@ class ImportRow(db.Model):
     proposed: Mapped[str] = mapped_column(String(16))
     choice: Mapped[str] = mapped_column(String(16), default=SKIP)
     user_id: Mapped[int | None]
-    values: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    raw: Mapped[list[str] | None] = mapped_column(JSON)
-    changes: Mapped[dict[str, list[Any]] | None] = mapped_column(JSON)
-    errors: Mapped[list[str] | None] = mapped_column(JSON)
+    values: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    raw: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
+    changes: Mapped[dict[str, list[Any]] | None] = mapped_column(JSON(none_as_null=True))
+    errors: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
     outcome: Mapped[str | None] = mapped_column(String(16))
 
 

@@ -1,5 +1,6 @@
 """Apply a reviewed batch: claim it once, then write every chosen row in one transaction with
-bulk statements, re-checking uniqueness inside that transaction.
+bulk statements; the database's unique keys re-check uniqueness inside that transaction, and a
+refusal is traced back to the line that caused it.
 
 Passwords from the file are hashed before the transaction opens (bcrypt is slow by design), and
 batches that need hashing or are large are applied by a background job.
@@ -10,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import current_app
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import JSON, DateTime, case, func, insert, literal, null, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..models import ImportBatch, ImportRow, Invitation, User, fold_key, utcnow
 from ..security import hash_password, unseal_password
-from .validation import LOOKUP_CHUNK
+from .lookups import CHUNK, matching
 
 # Columns of `users` that an Update may change; "password" is handled apart.
 UPDATABLE = ("username", "firstname", "surname", "email", "language", "must_change_password")
@@ -31,9 +33,11 @@ class NothingSelected(ApplyError):
     """No row is chosen for Add or Update."""
 
 
-def selected_rows(session: Session, batch_id: int) -> list[ImportRow]:
-    """The rows chosen for Add or Update, in file order."""
-    return list(session.scalars(select(ImportRow).where(
+def selected_rows(session: Session, batch_id: int) -> list[Row]:
+    """The rows chosen for Add or Update, in file order: only the columns apply reads."""
+    return list(session.execute(select(
+        ImportRow.id, ImportRow.line, ImportRow.username, ImportRow.choice, ImportRow.user_id,
+        ImportRow.values, ImportRow.changes).where(
         ImportRow.batch_id == batch_id,
         ImportRow.choice.in_((ImportRow.ADD, ImportRow.UPDATE))).order_by(ImportRow.line)))
 
@@ -60,7 +64,7 @@ def needs_background(session: Session, batch: ImportBatch) -> bool:
                for row in selected_rows(session, batch.id))
 
 
-def sealed_passwords(rows: list[ImportRow]) -> list[tuple[int, str]]:
+def sealed_passwords(rows: list[Row]) -> list[tuple[int, str]]:
     """(row id, sealed password) of the rows that carry a password from the file."""
     return [(r.id, r.values["password"]) for r in rows if r.values and r.values.get("password")]
 
@@ -90,32 +94,38 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
     missing = [r for r in rows if r.values and r.values.get("password") and r.id not in hashes]
     if missing:
         raise ApplyError(f"Line {missing[0].line}: the password from the file was not hashed.")
-    _recheck(session, adds, updates)
+    _check_updated_users_exist(session, updates)
 
     now = utcnow()
-    new_ids: list[int] = []
     try:
-        if adds:
-            records = [_new_user(r, hashes.get(r.id), now) for r in adds]
-            for start in range(0, len(records), LOOKUP_CHUNK):
-                new_ids.extend(session.scalars(
-                    insert(User).returning(User.id, sort_by_parameter_order=True),
-                    records[start:start + LOOKUP_CHUNK]))
+        # render_nulls: rows with and without NULLs go in one executemany, not many small ones
+        add_users = insert(User).execution_options(render_nulls=True)
+        records = [_new_user(r, hashes.get(r.id), now) for r in adds]
+        for start in range(0, len(records), CHUNK):
+            session.execute(add_users, records[start:start + CHUNK])
         for changes in _update_groups(updates, hashes, now):
             session.execute(update(User), changes)
         session.flush()
     except IntegrityError as exc:
-        raise ApplyError(
-            "Another change to the same usernames or e-mail addresses was saved while this batch "
-            "was being applied; nothing was written. Upload the file again to review it against "
-            f"the current users. ({exc.orig})") from None
+        session.rollback()  # the transaction is unusable; find the line that caused it
+        raise ApplyError(_recheck(session, adds, updates) or (
+            "Another change to the same usernames or e-mail addresses was saved while this "
+            "batch was being applied; nothing was written. Upload the file again to review it "
+            f"against the current users. ({exc.orig})")) from None
 
     invitations = 0
-    if batch.generate_passwords and new_ids:
-        session.execute(insert(Invitation), [
-            {"user_id": uid, "batch_id": batch.id, "created_at": now, "next_attempt_at": now}
-            for uid in new_ids])
-        invitations = len(new_ids)
+    if batch.generate_passwords and adds:
+        keys = [fold_key(r.values["username"]) for r in adds]
+        columns = ("user_id", "batch_id", "status", "attempts", "created_at", "started_at",
+                   "next_attempt_at", "pending_hashes")
+        for condition in matching(session, User.username_key, keys):
+            # INSERT … SELECT: the new users' ids never travel to Python and back
+            new_users = select(
+                User.id, literal(batch.id), literal(Invitation.QUEUED), literal(0),
+                literal(now, DateTime), literal(now, DateTime), literal(now, DateTime),
+                literal([], JSON)).where(condition)
+            session.execute(insert(Invitation).from_select(columns, new_users))
+        invitations = len(adds)  # one for each user just added
 
     _record_outcomes(session, batch.id)
     result = {"added": len(adds), "updated": len(updates),
@@ -129,7 +139,7 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
     return result
 
 
-def _new_user(row: ImportRow, password_hash: str | None, now) -> dict:
+def _new_user(row: Row, password_hash: str | None, now) -> dict:
     values = row.values or {}
     return {
         "username": values["username"], "username_key": fold_key(values["username"]),
@@ -142,7 +152,7 @@ def _new_user(row: ImportRow, password_hash: str | None, now) -> dict:
     }
 
 
-def _update_groups(rows: list[ImportRow], hashes: dict[int, str], now):
+def _update_groups(rows: list[Row], hashes: dict[int, str], now):
     """Bulk-update parameter lists, grouped so that each executemany sets the same columns."""
     groups: dict[tuple[str, ...], list[dict]] = {}
     for row in rows:
@@ -161,53 +171,48 @@ def _update_groups(rows: list[ImportRow], hashes: dict[int, str], now):
     return groups.values()
 
 
-def _recheck(session: Session, adds: list[ImportRow], updates: list[ImportRow]) -> None:
-    """Refuse the batch if users appeared, vanished or took an address since the review."""
-    add_names = {fold_key(r.values["username"]): r for r in adds}
-    for chunk in _chunks(list(add_names)):
-        taken = session.scalars(select(User.username_key).where(User.username_key.in_(chunk)))
-        for key in taken:
-            row = add_names[key]
-            raise ApplyError(f"Line {row.line}: the username “{row.username}” was created by "
-                             "someone else after this file was reviewed. Upload it again.")
-    update_ids = {r.user_id: r for r in updates}
-    for chunk in _chunks(list(update_ids)):
-        found = set(session.scalars(select(User.id).where(User.id.in_(chunk))))
-        for user_id in set(chunk) - found:
-            row = update_ids[user_id]
-            raise ApplyError(f"Line {row.line}: the user “{row.username}” was deleted after "
-                             "this file was reviewed. Upload it again.")
+def _check_updated_users_exist(session: Session, updates: list[Row]) -> None:
+    """Refuse the batch if a user to update was deleted since the review (an UPDATE of a
+    missing row would silently change nothing)."""
+    by_id = {r.user_id: r for r in updates}
+    found: set[int] = set()
+    for condition in matching(session, User.id, by_id):
+        found.update(session.scalars(select(User.id).where(condition)))
+    for user_id in sorted(set(by_id) - found):
+        row = by_id[user_id]
+        raise ApplyError(f"Line {row.line}: the user “{row.username}” was deleted after this "
+                         "file was reviewed. Upload it again.")
+
+
+def _recheck(session: Session, adds: list[Row], updates: list[Row]) -> str | None:
+    """After the database refused the batch: the line whose username or e-mail address was
+    taken since the review, as a sentence, or None if it cannot be found."""
+    names = {fold_key(r.values["username"]): r for r in adds}
+    for condition in matching(session, User.username_key, names):
+        for key in session.scalars(select(User.username_key).where(condition)):
+            row = names[key]
+            return (f"Line {row.line}: the username “{row.username}” was created by someone "
+                    "else after this file was reviewed. Upload it again.")
     emails = {fold_key(r.values["email"]): r for r in adds}
     emails.update({fold_key(r.values["email"]): r for r in updates
                    if "email" in (r.changes or {})})
-    for chunk in _chunks(list(emails)):
-        query = select(User.email_key, User.id).where(User.email_key.in_(chunk))
-        for key, owner_id in session.execute(query):
+    for condition in matching(session, User.email_key, emails):
+        for key, owner_id in session.execute(select(User.email_key, User.id).where(condition)):
             row = emails[key]
             if row.user_id != owner_id:
-                raise ApplyError(f"Line {row.line}: the e-mail address “{row.values['email']}” "
-                                 "now belongs to another user. Upload the file again.")
+                return (f"Line {row.line}: the e-mail address “{row.values['email']}” now "
+                        "belongs to another user. Upload the file again.")
+    return None
 
 
 def _record_outcomes(session: Session, batch_id: int) -> None:
-    """Set every row's outcome in a few set-based statements and purge the staged values."""
-    outcomes = (
-        (ImportRow.choice == ImportRow.ADD, "added"),
-        (ImportRow.choice == ImportRow.UPDATE, "updated"),
-        (ImportRow.proposed == ImportRow.ERROR, "error"),
-        (ImportRow.outcome.is_(None), "skipped"),
-    )
-    for condition, outcome in outcomes:
-        session.execute(update(ImportRow).where(
-            ImportRow.batch_id == batch_id, ImportRow.outcome.is_(None), condition)
-            .values(outcome=outcome).execution_options(synchronize_session=False))
+    """Set every row's outcome and purge the staged values, in one set-based statement."""
+    outcome = case((ImportRow.choice == ImportRow.ADD, "added"),
+                   (ImportRow.choice == ImportRow.UPDATE, "updated"),
+                   (ImportRow.proposed == ImportRow.ERROR, "error"), else_="skipped")
     session.execute(update(ImportRow).where(ImportRow.batch_id == batch_id)
-                    .values(values=None, raw=None).execution_options(synchronize_session=False))
-
-
-def _chunks(items: list):
-    for start in range(0, len(items), LOOKUP_CHUNK):
-        yield items[start:start + LOOKUP_CHUNK]
+                    .values(outcome=outcome, values=null(), raw=null())
+                    .execution_options(synchronize_session=False))
 
 
 def result_message(row: ImportRow, generate_passwords: bool) -> str:

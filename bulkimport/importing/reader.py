@@ -62,7 +62,7 @@ class FileProblem(Exception):
         self.line = line
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """One data row: the physical line it starts on, the line it ends on, and its cells."""
 

@@ -64,17 +64,18 @@ def stage_upload(session: Session, owner_id: int, filename: str, data: bytes,
     session.add(batch)
     session.flush()
     password_column = table.column("password")
-    rows = [
-        {"batch_id": batch.id, "line": r.line, "end_line": r.end_line, "username": r.username[:255],
-         "proposed": r.action, "choice": ImportRow.SKIP, "user_id": r.user_id,
-         "values": r.values or None, "changes": r.changes or None, "errors": r.errors or None,
-         # the cells as uploaded, only for `Download rows with errors`
-         "raw": (_sealed_raw(r.raw, password_column, config["SECRET_KEY"])
-                 if r.action == ImportRow.ERROR else None)}
-        for r in plan.rows
-    ]
-    for start in range(0, len(rows), STAGE_CHUNK):
-        session.execute(insert(ImportRow), rows[start:start + STAGE_CHUNK])
+    # render_nulls: one executemany per chunk, whatever mix of NULLs the rows have
+    add_rows = insert(ImportRow).execution_options(render_nulls=True)
+    for start in range(0, len(plan.rows), STAGE_CHUNK):  # dicts per chunk: less memory
+        session.execute(add_rows, [
+            {"batch_id": batch.id, "line": r.line, "end_line": r.end_line,
+             "username": r.username[:255], "proposed": r.action, "choice": ImportRow.SKIP,
+             "user_id": r.user_id, "values": r.values or None, "changes": r.changes or None,
+             "errors": r.errors or None,
+             # the cells as uploaded, only for `Download rows with errors`
+             "raw": (_sealed_raw(r.raw, password_column, config["SECRET_KEY"])
+                     if r.action == ImportRow.ERROR else None)}
+            for r in plan.rows[start:start + STAGE_CHUNK]])
     return batch
 
 

@@ -19,12 +19,12 @@ from sqlalchemy.orm import Session
 
 from ..models import ImportRow, User, fold_key
 from ..security import password_problems, seal_password
+from .lookups import matching
 from .reader import FileProblem, Table
 
 MAX_NAME_LENGTH = 100
 MAX_EMAIL_LENGTH = 254
 STAND_IN = "example.com"  # replaces an allowed intranet domain while email-validator checks
-LOOKUP_CHUNK = 5000  # stays under SQLite's and PostgreSQL's bound-parameter limits
 
 TRUE_WORDS = {"1", "yes", "y", "true"}
 FALSE_WORDS = {"0", "no", "n", "false", ""}
@@ -50,7 +50,7 @@ _SKELETON = str.maketrans({
 })
 
 
-@dataclass
+@dataclass(slots=True)
 class RowPlan:
     """What validation proposes for one row. `values` holds the cleaned values of known columns
     (a file password already sealed); `changes` maps a field to [old, new] for an Update."""
@@ -249,26 +249,20 @@ def _mark_duplicates(rows: list[RowPlan]) -> None:
                         f"ignoring case (lines {lines}).")
 
 
-def _chunks(keys: set[str]):
-    ordered = sorted(keys)
-    for start in range(0, len(ordered), LOOKUP_CHUNK):
-        yield ordered[start:start + LOOKUP_CHUNK]
-
-
 def _existing_users(session: Session, keys: set[str]) -> dict[str, dict[str, Any]]:
     found = {}
     columns = (User.id, User.username_key, User.username, User.firstname, User.surname,
                User.email, User.language, User.must_change_password)
-    for chunk in _chunks(keys):
-        for row in session.execute(select(*columns).where(User.username_key.in_(chunk))):
+    for condition in matching(session, User.username_key, keys):
+        for row in session.execute(select(*columns).where(condition)):
             found[row.username_key] = row._asdict()
     return found
 
 
 def _email_owners(session: Session, keys: set[str]) -> dict[str, tuple[int, str]]:
     owners = {}
-    for chunk in _chunks(keys):
-        query = select(User.email_key, User.id, User.username).where(User.email_key.in_(chunk))
+    for condition in matching(session, User.email_key, keys):
+        query = select(User.email_key, User.id, User.username).where(condition)
         for email_key, user_id, username in session.execute(query):
             owners[email_key] = (user_id, username)
     return owners
@@ -287,8 +281,8 @@ def _lookalikes(session: Session, rows: list[RowPlan]) -> dict[str, str]:
         return {}
     names = {fold_key(r.values["username"]): r.values["username"] for r in rows
              if r.values.get("username")}
-    for chunk in _chunks(set(wanted)):
-        query = select(User.username_key, User.username).where(User.username_key.in_(chunk))
+    for condition in matching(session, User.username_key, wanted):
+        query = select(User.username_key, User.username).where(condition)
         names.update(dict(session.execute(query).all()))
     return {shape: names[shape] for shape in wanted if shape in names}
 
