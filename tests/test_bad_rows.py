@@ -418,7 +418,8 @@ BAD_FILES = {
                          "username, email)."),
     "one-column": (b"username\ngood\n", {}, "Line 1: required columns missing: firstname, "
                    "surname, email."),
-    "empty-heading": (f"{HEADING},\n{GOOD},\n".encode(), {}, "Line 1: column 5 has no heading."),
+    "empty-heading": (f"{HEADING.replace(',', ',,', 1)}\n{GOOD}\n".encode(), {},
+                      "Line 1: column 2 has no heading."),
     "nul-byte": (f"{HEADING}\n{GOOD}\0\n".encode(), {},
                  "Line 2: the file contains a NUL byte, so it is not a text file"),
     "control-character": (f"{HEADING}\n{GOOD}\nann,A\x1bnn,Lee,ann@example.com\n".encode(), {},

@@ -117,9 +117,6 @@ BAD_FILES = {
                            {}, "Line 1: column 2 has no heading.", 1),
     "blank-heading-cell": (utf8("username,firstname,  ,surname,email\n" + ROW), {},
                            "Line 1: column 3 has no heading.", 1),
-    "trailing-delimiter-on-heading": (
-        utf8("username;firstname;surname;email;\nj;J;S;j@x.com;\n"), {},
-        "Line 1: column 5 has no heading.", 1),
     "quoted-heading-with-delimiter": (
         utf8('"user,name";firstname;surname;email\nj;J;S;j@example.com\n'), {},
         "Line 1: required column missing: username.", 1),
@@ -499,3 +496,16 @@ def test_table_is_a_plain_dataclass():
     assert isinstance(table, Table)
     assert table.records[0].line == table.records[0].end_line == 2
     assert table.blank_rows == 0
+
+
+def test_trailing_empty_columns_of_excel_are_ignored():
+    data = b"username;firstname;surname;email;;\r\nj;J;S;j@x.com;;\r\nk;K;T;k@x.com\r\n"
+    table = read_table(data)
+    assert table.headings == ["username", "firstname", "surname", "email"]
+    assert [r.cells for r in table.records] == [["j", "J", "S", "j@x.com"],
+                                                 ["k", "K", "T", "k@x.com"]]
+
+
+def test_a_value_in_a_trailing_empty_column_still_makes_the_row_ragged():
+    table = read_table(b"username,firstname,surname,email,\nj,J,S,j@x.com,extra\n")
+    assert table.records[0].cells == ["j", "J", "S", "j@x.com", "extra"]

@@ -130,9 +130,14 @@ def read_table(
     if first is None or not any(cell.strip() for cell in first.cells):
         raise FileProblem("Line 1: the first line must hold the column headings.", 1)
     headings = [cell.strip() for cell in first.cells]
+    while headings[-1] == "":  # Excel keeps empty columns that once held formatting
+        headings.pop()
+    width = len(headings)
     fields = map_headings(headings)
     table = Table(used_encoding, used_delimiter, headings, fields)
     for record in rows:
+        if len(record.cells) > width and not any(c.strip() for c in record.cells[width:]):
+            record.cells = record.cells[:width]  # empty cells of those empty columns
         if any(cell.strip() for cell in record.cells):
             table.records.append(record)
         else:
