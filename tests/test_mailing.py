@@ -307,3 +307,28 @@ def test_local_throttle():
     assert [throttle.reserve(), throttle.reserve()] == [0.0, 0.0]
     assert 60 < throttle.reserve() <= 62
     LocalThrottle._sent.clear()
+
+
+def test_a_server_that_never_answers_is_a_timeout_and_a_retry(app_factory):
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
+    try:
+        app = app_factory(MAIL_SERVER="127.0.0.1", MAIL_PORT=listener.getsockname()[1],
+                          MAIL_TIMEOUT=0.5, MAIL_RETRY_SECONDS=60, MAIL_RATE_PER_MINUTE=0)
+        import_file(login_admin(app), make_csv(2))
+        wait_for_jobs(app)
+        with app.app_context():
+            invitations = db.session.scalars(select(Invitation)).all()
+            assert {i.status for i in invitations} == {"queued"}
+            assert {i.last_error for i in invitations} == {
+                f"Cannot connect to 127.0.0.1:{listener.getsockname()[1]}: no answer within the "
+                "timeout"}
+            assert all(i.next_attempt_at > i.created_at for i in invitations)
+    finally:
+        listener.close()

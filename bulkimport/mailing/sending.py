@@ -21,7 +21,7 @@ from sqlalchemy import or_, select, update
 
 from ..extensions import db
 from ..models import Invitation, SystemState, utcnow
-from ..security import generate_password, hash_password
+from ..security import generate_password, hash_password, password_problems
 from .templating import RenderError, invitation_context, invitation_template, render
 from .throttle import LocalThrottle, RedisThrottle
 from .transport import SendFailure, build_message, transport_for
@@ -114,6 +114,8 @@ def send_one(invitation_id: int, token: str, transport) -> tuple[str, SendFailur
     user = invitation.user
     now = utcnow()
     password = generate_password()
+    while password_problems(password, username=user.username):  # e.g. holds a 2-letter name
+        password = generate_password()
     password_hash = hash_password(password, config["BCRYPT_ROUNDS"])
     expires = now + timedelta(days=config["TEMP_PASSWORD_DAYS"])
     invitation.pending_hashes = [*invitation.pending_hashes, password_hash]

@@ -195,8 +195,8 @@ def _text(reply: bytes | str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, socket.timeout | TimeoutError):
-        return "no answer within the timeout"
+    if isinstance(exc, socket.timeout | TimeoutError) or str(exc).endswith("timed out"):
+        return "no answer within the timeout"  # smtplib reports some timeouts as disconnects
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
