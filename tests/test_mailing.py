@@ -332,3 +332,100 @@ def test_a_server_that_never_answers_is_a_timeout_and_a_retry(app_factory):
             assert all(i.next_attempt_at > i.created_at for i in invitations)
     finally:
         listener.close()
+
+
+class _Takeover:
+    """A transport whose first send lets `meanwhile` run (another worker taking the invitation
+    over after our lease ran out) before it finishes with `then`."""
+
+    def __init__(self, real, meanwhile, then):
+        self.real, self.meanwhile, self.then = real, meanwhile, then
+
+    def send(self, message):
+        self.meanwhile()
+        self.then(self.real, message)
+
+    def close(self):
+        self.real.close()
+
+
+def _one_invitation(app_factory, controller):
+    app = app_factory(**mail_config(controller))
+    from unittest import mock
+
+    with mock.patch("bulkimport.importing.jobs.wake"):
+        import_file(login_admin(app), make_csv(1))
+    with app.app_context():
+        return app, db.session.scalar(select(Invitation.id))
+
+
+def _expire_lease(invitation_id):
+    db.session.execute(db.update(Invitation).where(Invitation.id == invitation_id)
+                       .values(lease_until=db.func.datetime("now", "-1 day")
+                               if db.engine.dialect.name == "sqlite"
+                               else db.text("now() - interval '1 day'")))
+    db.session.commit()
+
+
+@pytest.mark.parametrize("first_result", ["accepted", "refused"])
+def test_a_worker_whose_lease_was_taken_over_keeps_the_invariant(app_factory, smtp,
+                                                                   first_result):
+    from bulkimport.mailing import sending
+    from bulkimport.mailing.transport import SMTPTransport
+
+    controller, handler = smtp
+    app, invitation_id = _one_invitation(app_factory, controller)
+    with app.app_context():
+        assert sending.claim([invitation_id], "worker-a") == [invitation_id]
+
+        def other_worker_sends():
+            _expire_lease(invitation_id)
+            assert sending.release_expired_leases() == 1
+            assert sending.claim([invitation_id], "worker-b") == [invitation_id]
+            with SMTPTransport(app.config) as transport:
+                assert sending.send_one(invitation_id, "worker-b", transport)[0] == "sent"
+
+        def finish(real, message):
+            if first_result == "refused":
+                raise sending.SendFailure("permanent", "550 refused")
+            real.send(message)
+
+        with SMTPTransport(app.config) as real:
+            outcome, _ = sending.send_one(invitation_id, "worker-a",
+                                          _Takeover(real, other_worker_sends, finish))
+        invitation = db.session.get(Invitation, invitation_id)
+        assert invitation.status == "sent"  # a late refusal does not undo the other's success
+        assert invitation.last_error is None
+        assert outcome == ("sent" if first_result == "accepted" else "deferred")
+    assert handler.count_for("mail000@example.com") == (2 if first_result == "accepted" else 1)
+    assert_invariant(app, handler)
+    if first_result == "accepted":  # both e-mails arrived; either may be read last
+        with app.app_context():
+            for _, _, raw in handler.accepted:
+                assert authenticate(db.session, "mail000", password_in(raw)) is not None
+                db.session.rollback()
+
+
+def test_killed_after_the_server_accepted_before_the_commit(app_factory, smtp, monkeypatch):
+    from bulkimport.mailing import sending
+
+    controller, handler = smtp
+    app, invitation_id = _one_invitation(app_factory, controller)
+
+    def die(*args, **kwargs):
+        raise SystemExit("worker killed")
+
+    monkeypatch.setattr(sending, "_record_outcome", die)
+    with app.app_context(), pytest.raises(SystemExit):
+        sending.send_invitations([invitation_id])
+    monkeypatch.undo()
+    delivered = handler.last_password("mail000@example.com")
+    with app.app_context():
+        invitation = db.session.get(Invitation, invitation_id)
+        assert invitation.status == "sending" and len(invitation.pending_hashes) == 1
+        assert authenticate(db.session, "mail000", delivered) is not None  # the pending hash
+        db.session.rollback()
+        _expire_lease(invitation_id)
+    assert drain(app) == {"sent": 1}  # the sweep takes it back and sends it again
+    assert handler.count_for("mail000@example.com") == 2
+    assert_invariant(app, handler)

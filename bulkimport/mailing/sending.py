@@ -45,8 +45,15 @@ def send_invitations(invitation_ids: list[int]) -> dict[str, int]:
         release(claimed, token, utcnow(), None)
         return counts
     throttle = make_throttle()
+    renew_every = config["MAIL_LEASE_SECONDS"] / 4
+    renewed = time.monotonic()
     with transport_for(config, current_app.instance_path) as transport:
         for position, invitation_id in enumerate(claimed):
+            if time.monotonic() - renewed > renew_every:  # keep the rest of the chunk ours
+                owned = renew_leases(claimed[position:], token)
+                renewed = time.monotonic()
+                if invitation_id not in owned:
+                    continue  # taken over by another worker: do not spend a rate-limit slot
             wait = throttle.reserve()
             while 0 < wait <= MAX_INLINE_WAIT:
                 if wait > 5:
@@ -68,6 +75,18 @@ def send_invitations(invitation_ids: list[int]) -> dict[str, int]:
                 release(claimed[position + 1:], token, later, failure.reason)
                 break
     return counts
+
+
+def renew_leases(invitation_ids: list[int], token: str) -> set[int]:
+    """Extend our lease on the invitations we still hold; returns their ids."""
+    lease = utcnow() + timedelta(seconds=current_app.config["MAIL_LEASE_SECONDS"])
+    owned = set(db.session.scalars(
+        update(Invitation).where(Invitation.id.in_(invitation_ids),
+                                 Invitation.lease_token == token)
+        .values(lease_until=lease).returning(Invitation.id)
+        .execution_options(synchronize_session=False)))
+    db.session.commit()
+    return owned
 
 
 def claim(invitation_ids: list[int], token: str) -> list[int]:
@@ -112,6 +131,7 @@ def send_one(invitation_id: int, token: str, transport) -> tuple[str, SendFailur
         session.rollback()
         return "deferred", None  # our lease ran out and another worker took it over
     user = invitation.user
+    recipient, language = user.email, user.language  # read now: no transaction during the send
     now = utcnow()
     password = generate_password()
     while password_problems(password, username=user.username):  # e.g. holds a 2-letter name
@@ -123,41 +143,67 @@ def send_one(invitation_id: int, token: str, transport) -> tuple[str, SendFailur
     invitation.lease_until = now + timedelta(seconds=config["MAIL_LEASE_SECONDS"])
     context = invitation_context(
         username=user.username, firstname=user.firstname, surname=user.surname,
-        email=user.email, language=user.language, password=password,
+        email=recipient, language=language, password=password,
         login_url=config["BASE_URL"].rstrip("/") + "/login", site_name=config["SITE_NAME"],
         expires=expires, must_change_password=user.must_change_password)
     session.commit()  # the hash is stored before the e-mail can leave
 
     failure: SendFailure | None = None
     try:
-        subject, html, text = render(invitation_template(user.language), context)
-        message = build_message(sender=config["MAIL_DEFAULT_SENDER"], recipient=user.email,
+        subject, html, text = render(invitation_template(language), context)
+        message = build_message(sender=config["MAIL_DEFAULT_SENDER"], recipient=recipient,
                                 subject=subject, text=text, html=html)
-        del password, context
-        transport.send(message)
     except RenderError as exc:
         failure = SendFailure("permanent", f"The e-mail template cannot be rendered: {exc}")
-    except SendFailure as exc:
-        failure = exc
+    except Exception as exc:  # a bad sender setting, an address the headers refuse
+        failure = SendFailure("permanent", f"The e-mail cannot be built: "
+                              f"{exc.__class__.__name__}: {exc}")
+    else:
+        try:
+            transport.send(message)
+        except SendFailure as exc:
+            failure = exc
+        except Exception as exc:  # whatever it was, the message may have left
+            transport.close()
+            failure = SendFailure("temporary", "Unexpected error while sending: "
+                                  f"{exc.__class__.__name__}", maybe_accepted=True)
+    del password, context
+    return _record_outcome(invitation_id, token, password_hash, expires, failure)
 
+
+def _record_outcome(invitation_id: int, token: str, password_hash: str, expires,
+                    failure: SendFailure | None) -> tuple[str, SendFailure | None]:
+    """Store what one attempt did. The order of `pending_hashes` is the order of what may have
+    reached the user: a success keeps the hashes after its own (attempts begun or accepted
+    later), and a success that learns another worker took the invitation over moves its hash
+    to the end instead of taking over the state."""
+    config = current_app.config
+    session = db.session
     invitation = session.get(Invitation, invitation_id, with_for_update=True)
+    ours = invitation.lease_token == token
+    pending = list(invitation.pending_hashes)
     if failure is None:
-        if invitation.lease_token == token:
+        if ours or invitation.status in (Invitation.QUEUED, Invitation.FAILED):
             user = invitation.user
             user.password_hash = password_hash
             user.temp_password_expires_at = expires
-            invitation.pending_hashes = []
+            later = pending[pending.index(password_hash) + 1:] if password_hash in pending else []
+            invitation.pending_hashes = later
             invitation.status, invitation.sent_at = Invitation.SENT, utcnow()
             invitation.last_error = None
             invitation.lease_until = invitation.lease_token = None
-        else:  # accepted, but another worker owns it now: keep this password working
-            invitation.pending_hashes = [*invitation.pending_hashes, password_hash]
+        else:  # another worker holds it or has sent it: keep this password working too
+            invitation.pending_hashes = [h for h in pending if h != password_hash] + [
+                password_hash]
         session.commit()
         log.info("Invitation %s sent to user %s", invitation_id, invitation.user_id)
         return "sent", None
 
     if not failure.maybe_accepted:
-        invitation.pending_hashes = [h for h in invitation.pending_hashes if h != password_hash]
+        invitation.pending_hashes = [h for h in pending if h != password_hash]
+    if not ours:  # another worker holds it now: its state is not ours to change
+        session.commit()
+        return "deferred", failure
     invitation.last_error = failure.reason
     invitation.lease_until = invitation.lease_token = None
     outcome = "deferred"

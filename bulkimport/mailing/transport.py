@@ -6,6 +6,7 @@ accepted e-mail logs in": was the message certainly not accepted, or may it have
 
 from __future__ import annotations
 
+import os
 import smtplib
 import socket
 import ssl
@@ -168,8 +169,9 @@ class OutboxTransport:
         stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
         name = f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
         partial = self.directory / (name + ".part")
-        partial.write_bytes(bytes(message))
-        partial.chmod(0o600)  # it holds a password
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # it holds a password
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(bytes(message))
         partial.rename(self.directory / name)
 
     def close(self) -> None:
