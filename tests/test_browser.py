@@ -193,3 +193,39 @@ def test_invitations_reach_100_percent_and_the_password_logs_in(mail_live_server
     expect(page.get_by_text("Signed in as")).to_contain_text("lchen")
     expect(page.get_by_role("heading", name="Welcome, Li")).to_be_visible()
     assert page.problems == []
+
+
+def test_add_and_update_headings_together_select_every_page(app_factory, page):
+    from playwright.sync_api import expect
+    from sqlalchemy import insert
+
+    from bulkimport.models import User, fold_key, utcnow
+
+    app = app_factory(WTF_CSRF_ENABLED=True)
+    now = utcnow()
+    with app.app_context():
+        db.session.execute(insert(User), [
+            {"username": f"old{i:03d}", "username_key": f"old{i:03d}", "firstname": "Before",
+             "surname": "Old", "email": f"old{i:03d}@example.com",
+             "email_key": fold_key(f"old{i:03d}@example.com"), "created_at": now,
+             "updated_at": now} for i in range(150)])
+        db.session.commit()
+    lines = ["username,firstname,surname,email"]
+    lines += [f"old{i:03d},After,Old,old{i:03d}@example.com" for i in range(150)]
+    lines += [f"new{i:03d},New,Person,new{i:03d}@example.com" for i in range(150)]
+    with serving(app) as base:
+        log_in(page, base, "boss", ADMIN_PASSWORD)
+        page.goto(f"{base}/admin/people/import")
+        page.get_by_label("CSV file").set_input_files(
+            {"name": "mixed.csv", "mimeType": "text/csv",
+             "buffer": ("\n".join(lines) + "\n").encode()})
+        page.get_by_label(GENERATE_LABEL, exact=True).check()
+        page.get_by_role("button", name="Upload and review").click()
+        page.locator('input[data-select-all="update"]').check()
+        page.locator('input[data-select-all="add"]').check()
+        expect(page.locator('input[data-select-all="update"]')).to_be_checked()
+        page.get_by_role("button", name="Submit", exact=True).click()
+        confirmation = page.get_by_role("status")
+        expect(confirmation).to_contain_text("150 users added")
+        expect(confirmation).to_contain_text("150 updated")
+        assert page.problems == []

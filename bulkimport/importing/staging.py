@@ -7,6 +7,7 @@ Services add and flush; the view or the job that calls them owns the transaction
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -63,7 +64,7 @@ def stage_upload(session: Session, owner_id: int, filename: str, data: bytes,
     )
     session.add(batch)
     session.flush()
-    password_column = table.column("password")
+    has_passwords = table.column("password") is not None
     # render_nulls: one executemany per chunk, whatever mix of NULLs the rows have
     add_rows = insert(ImportRow).execution_options(render_nulls=True)
     for start in range(0, len(plan.rows), STAGE_CHUNK):  # dicts per chunk: less memory
@@ -73,19 +74,18 @@ def stage_upload(session: Session, owner_id: int, filename: str, data: bytes,
              "user_id": r.user_id, "values": r.values or None, "changes": r.changes or None,
              "errors": r.errors or None,
              # the cells as uploaded, only for `Download rows with errors`
-             "raw": (_sealed_raw(r.raw, password_column, config["SECRET_KEY"])
+             "raw": (_stored_cells(r.raw, has_passwords, config["SECRET_KEY"])
                      if r.action == ImportRow.ERROR else None)}
             for r in plan.rows[start:start + STAGE_CHUNK]])
     return batch
 
 
-def _sealed_raw(cells: list[str], password_column: int | None, secret_key: str) -> list[str]:
-    """The cells with the password cell encrypted: no password is stored in clear."""
-    if password_column is None or password_column >= len(cells) or not cells[password_column]:
+def _stored_cells(cells: list[str], has_passwords: bool, secret_key: str) -> list[str]:
+    """The cells as stored: in a file with a password column the whole row is encrypted, since
+    in a row with too many or too few fields the password may be in any cell."""
+    if not has_passwords:
         return cells
-    sealed = list(cells)
-    sealed[password_column] = seal_password(cells[password_column], secret_key)
-    return sealed
+    return [seal_password(json.dumps(cells), secret_key)]
 
 
 def batch_for(session: Session, batch_id: int, owner_id: int) -> ImportBatch | None:
@@ -175,11 +175,8 @@ def rows_with_errors(session: Session, batch: ImportBatch):
     """(cells as uploaded, error text) of every row in error, for `Download rows with errors`;
     the administrator gets back the file's own passwords, decrypted."""
     query = rows_query(batch.id, ImportRow.ERROR).with_only_columns(ImportRow.raw, ImportRow.errors)
-    password_column = next((i for i, c in enumerate(batch.columns) if c["field"] == "password"),
-                           None)
+    sealed = any(column["field"] == "password" for column in batch.columns)
     secret_key = current_app.config["SECRET_KEY"]
     for raw, errors in session.execute(query):
-        cells = list(raw or [])
-        if password_column is not None and password_column < len(cells) and cells[password_column]:
-            cells[password_column] = unseal_password(cells[password_column], secret_key)
+        cells = json.loads(unseal_password(raw[0], secret_key)) if sealed and raw else raw or []
         yield cells, " ".join(errors or [])

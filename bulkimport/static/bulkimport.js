@@ -21,8 +21,10 @@
             if (skip) { skip.checked = true; }
           }
         });
+        // Add and Update apply to different rows and may both be ticked; Skip excludes them.
         form.querySelectorAll("input[data-select-all]").forEach(function (other) {
-          if (other !== box && box.checked) { other.checked = false; }
+          var conflicting = (action === "skip") !== (other.getAttribute("data-select-all") === "skip");
+          if (other !== box && box.checked && conflicting) { other.checked = false; }
         });
       });
     });
