@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from conftest import batch_id_of, upload
 from sqlalchemy import insert
 
@@ -81,3 +82,9 @@ def test_too_large_upload_gets_a_friendly_page(app_factory, admin):
     assert response.status_code == 413
     page = response.get_data(as_text=True)
     assert "The file is too large" in page and "at most <strong>1 MB</strong>" in page
+
+
+@pytest.mark.parametrize("page", ["²", "-1", "99999999999999999999", "abc", "0"])
+@pytest.mark.parametrize("path", ["/admin/people", "/admin/people/invitations"])
+def test_odd_page_numbers_do_not_break_pages(app, client, path, page):
+    assert client.get(path, query_string={"page": page}).status_code == 200

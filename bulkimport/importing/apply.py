@@ -106,12 +106,12 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
         for changes in _update_groups(updates, hashes, now):
             session.execute(update(User), changes)
         session.flush()
-    except IntegrityError as exc:
+    except IntegrityError:
         session.rollback()  # the transaction is unusable; find the line that caused it
         raise ApplyError(_recheck(session, adds, updates) or (
             "Another change to the same usernames or e-mail addresses was saved while this "
             "batch was being applied; nothing was written. Upload the file again to review it "
-            f"against the current users. ({exc.orig})")) from None
+            "against the current users.")) from None
 
     invitations = 0
     if batch.generate_passwords and adds:

@@ -317,14 +317,22 @@ def take_due_for_enqueue(limit: int = 10_000) -> list[int]:
     return sorted(taken)
 
 
-def resend(invitation_ids: list[int]) -> int:
+def resend(invitation_ids: list[int] | None = None, *, batch_id: int | None = None,
+           failed_only: bool = False) -> int:
     """Queue invitations again for a new password (the old one stops working once the new
-    e-mail is accepted); invitations being sent right now are left alone."""
+    e-mail is accepted): the given ones, or all failed ones, optionally of one batch, in one
+    set-based statement. Invitations being sent right now are left alone."""
     now = utcnow()
-    result = db.session.execute(update(Invitation).where(
-        Invitation.id.in_(invitation_ids), Invitation.status != Invitation.SENDING)
-        .values(status=Invitation.QUEUED, started_at=now, next_attempt_at=now,
-                enqueued_at=None, last_error=None, sent_at=None)
+    query = update(Invitation).where(Invitation.status != Invitation.SENDING)
+    if invitation_ids is not None:
+        query = query.where(Invitation.id.in_(invitation_ids))
+    if batch_id is not None:
+        query = query.where(Invitation.batch_id == batch_id)
+    if failed_only:
+        query = query.where(Invitation.status == Invitation.FAILED)
+    result = db.session.execute(
+        query.values(status=Invitation.QUEUED, started_at=now, next_attempt_at=now,
+                     enqueued_at=None, last_error=None, sent_at=None)
         .execution_options(synchronize_session=False))
     db.session.commit()
     return result.rowcount

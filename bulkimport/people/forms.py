@@ -26,6 +26,20 @@ ENCODINGS = [SelectChoice(value, label) for value, label in (
 DELIMITERS = [SelectChoice(value, label) for value, label in (
     ("", "Detect"), (",", "Comma ,"), (";", "Semicolon ;"), ("\t", "Tab"),
     ("|", "Vertical bar |"))]
+MAX_PAGE = 100_000
+
+
+def whole_number(value) -> int | None:
+    """`value` as a non-negative int if it is written with ASCII digits only, else None."""
+    text = str(value or "")
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else None
+
+
+def page_number(values) -> int:
+    """The `page` of a query string or form as a page number from 1 to MAX_PAGE."""
+    return min(max(whole_number(values.get("page")) or 1, 1), MAX_PAGE)
+
+
 GENERATE_LABEL = "Generate random passwords and send login credentials via email"
 
 
@@ -91,7 +105,7 @@ class ReviewForm(FlaskForm):
         """The filter and page to show next: the one asked for, else the current one."""
         show = self.goto_show.data or self.show.data
         page = self.goto_page.data or (self.page.data if not self.goto_show.data else "1")
-        return (show if show in FILTERS else "all"), max(1, int(page) if page.isdigit() else 1)
+        return (show if show in FILTERS else "all"), page_number({"page": page})
 
 
 def review_form_for(rows: list[ImportRow], headings: dict[str, bool]) -> ReviewForm:

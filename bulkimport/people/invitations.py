@@ -13,7 +13,7 @@ from ..mailing.sending import paused_reason, resend
 from ..mailing.status import STATUSES, invitation_counts, progress
 from ..models import ImportBatch, Invitation
 from . import bp
-from .forms import ResendForm
+from .forms import ResendForm, page_number, whole_number
 
 PER_PAGE = 100
 
@@ -31,7 +31,8 @@ def _invitations_query(batch_id: int | None, status: str):
 def invitations():
     """Every invitation across batches, filterable by status."""
     status = request.args.get("status", "all")
-    page = db.paginate(_invitations_query(None, status), per_page=PER_PAGE, error_out=False)
+    page = db.paginate(_invitations_query(None, status), page=page_number(request.args),
+                       per_page=PER_PAGE, error_out=False)
     counts = invitation_counts()
     return render_template("people/invitations.html", batch=None, page=page, status=status,
                            counts=counts, progress=progress(counts, paused_reason()),
@@ -43,7 +44,8 @@ def batch_invitations(batch_id: int):
     """The invitations of one batch: a progress bar, counts, time left, and the users."""
     batch = _batch(batch_id)
     status = request.args.get("status", "all")
-    page = db.paginate(_invitations_query(batch.id, status), per_page=PER_PAGE, error_out=False)
+    page = db.paginate(_invitations_query(batch.id, status), page=page_number(request.args),
+                       per_page=PER_PAGE, error_out=False)
     counts = invitation_counts(batch.id)
     return render_template("people/invitations.html", batch=batch, page=page, status=status,
                            counts=counts, progress=progress(counts, paused_reason()),
@@ -64,22 +66,15 @@ def resend_invitations():
     form = ResendForm()
     if not form.validate_on_submit():
         abort(400)
-    batch_id = int(form.batch_id.data) if (form.batch_id.data or "").isdigit() else None
+    batch_id = whole_number(form.batch_id.data)
     if batch_id is not None:
         _batch(batch_id)
-    if form.one.data:
-        ids = [int(form.one.data)] if form.one.data.isdigit() else []
-    elif form.all_failed.data:
-        query = select(Invitation.id).where(Invitation.status == Invitation.FAILED)
-        if batch_id is not None:
-            query = query.where(Invitation.batch_id == batch_id)
-        ids = list(db.session.scalars(query))
+    if form.all_failed.data:
+        count = resend(batch_id=batch_id, failed_only=True)
     else:
-        ids = [int(i) for i in form.selected.data if str(i).isdigit()]
-    if batch_id is not None and ids:  # only this batch's invitations from its own page
-        ids = list(db.session.scalars(select(Invitation.id).where(
-            Invitation.id.in_(ids), Invitation.batch_id == batch_id)))
-    count = resend(ids) if ids else 0
+        chosen = [form.one.data] if form.one.data else form.selected.data
+        ids = [n for n in map(whole_number, chosen) if n is not None][:PER_PAGE]
+        count = resend(ids, batch_id=batch_id) if ids else 0
     if count:
         wake()
         flash(f"{count} invitation{'s' if count != 1 else ''} will be sent again with a new "

@@ -36,7 +36,7 @@ from ..importing.staging import (
 from ..mailing.status import latest_status_by_user
 from ..models import ImportBatch, ImportRow, User
 from . import bp
-from .forms import SearchForm, UploadForm, review_form_for
+from .forms import SearchForm, UploadForm, page_number, review_form_for
 
 USERS_PER_PAGE = 50
 
@@ -51,7 +51,8 @@ def index():
         like = f"%{term.lower()}%"
         query = query.where(or_(User.username_key.like(like), User.email_key.like(like),
                                 func.lower(User.firstname + " " + User.surname).like(like)))
-    users = db.paginate(query, per_page=USERS_PER_PAGE, error_out=False)
+    users = db.paginate(query, page=page_number(request.args), per_page=USERS_PER_PAGE,
+                        error_out=False)
     total = db.session.scalar(select(func.count(User.id)))
     invited = latest_status_by_user([user.id for user in users.items])
     return render_template("people/index.html", form=form, users=users, term=term, total=total,
@@ -97,8 +98,7 @@ def review(batch_id: int):
         return redirect(url_for(".result", batch_id=batch.id))
     show = request.form.get("show") if request.method == "POST" else request.args.get("show")
     show = show if show in FILTERS else "all"
-    page_arg = request.form.get("page") if request.method == "POST" else request.args.get("page")
-    page = int(page_arg) if page_arg and page_arg.isdigit() else 1
+    page = page_number(request.form if request.method == "POST" else request.args)
     rows = db.paginate(rows_query(batch.id, show), page=page, per_page=ROWS_PER_PAGE,
                        error_out=False)
     chosen = choice_counts(db.session, batch.id)
