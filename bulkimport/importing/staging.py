@@ -32,6 +32,10 @@ ROWS_PER_PAGE = 100
 STAGE_CHUNK = 5000
 
 
+class BatchClosed(Exception):
+    """The batch was submitted (or expired) meanwhile, by another request or tab."""
+
+
 @dataclass
 class UploadOptions:
     """What the upload form asks besides the file; None means detect."""
@@ -149,8 +153,13 @@ def save_choices(session: Session, batch: ImportBatch, headings: dict[str, tuple
     `headings` maps an action to (was ticked, is ticked) for its column-heading checkbox: newly
     ticked selects that action for every row of the batch it applies to; newly unticked sends
     those rows back to Skip. `rows` then gives (row id, choice) for each radio the administrator
-    changed on the visible page, which wins over the heading.
+    changed on the visible page, which wins over the heading. Raises BatchClosed if the batch
+    is no longer open (checked under a row lock, so a concurrent submit cannot be changed).
     """
+    status = session.scalar(select(ImportBatch.status).where(ImportBatch.id == batch.id)
+                            .with_for_update())
+    if status not in (ImportBatch.STAGED, ImportBatch.FAILED):
+        raise BatchClosed(batch.id)
     for action, (was, now) in headings.items():
         if now == was:
             continue

@@ -23,6 +23,7 @@ from ..importing.reader import DELIMITERS, ENCODING_NAMES, FileProblem
 from ..importing.staging import (
     FILTERS,
     ROWS_PER_PAGE,
+    BatchClosed,
     UploadOptions,
     batch_for,
     choice_counts,
@@ -105,7 +106,12 @@ def review(batch_id: int):
     headings = heading_states(batch, chosen)
     form = review_form_for(rows.items, headings)
     if form.validate_on_submit():
-        save_choices(db.session, batch, form.heading_changes(), form.row_changes())
+        try:
+            save_choices(db.session, batch, form.heading_changes(), form.row_changes())
+        except BatchClosed:  # another tab or request submitted it meanwhile
+            db.session.rollback()
+            flash("This file was already submitted; here is its result.", "info")
+            return redirect(url_for(".result", batch_id=batch.id))
         db.session.commit()
         if form.submit.data:
             try:
