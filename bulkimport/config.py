@@ -127,11 +127,17 @@ def load_config(app_config: dict, instance_path: str, overrides: dict | None = N
 
 def _persistent_secret(path: Path) -> str:
     """Return the secret stored at `path`, creating it (readable by the owner only) if missing."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass  # another process (or an earlier run) made it first
-    else:
+    if not path.exists():
+        # Written whole under a temporary name, then linked into place: another process never
+        # reads a half-written key, and whoever links first wins.
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            pass
+        finally:
+            partial.unlink()
     return path.read_text().strip()

@@ -18,7 +18,6 @@ log = logging.getLogger(__name__)
 JOBS = {
     "apply_batch": ("imports", "bulkimport.importing.jobs:apply_batch_job"),
     "send_invitations": ("mail", "bulkimport.mailing.jobs:send_invitations_job"),
-    "sweep_mail": ("mail", "bulkimport.mailing.jobs:sweep_job"),
 }
 JOB_TIMEOUT = 4 * 3600  # a 100,000-row batch with file passwords hashes for a long while
 FAILURE_TTL = 7 * 24 * 3600  # RQ keeps failed jobs for a year unless told otherwise
@@ -41,8 +40,9 @@ def enqueue(name: str, *ids: int) -> None:
     log.info("No Redis configured: running job %s%s in-process in the background", name, ids)
     executor = app.extensions.setdefault(
         "bulkimport_jobs", ThreadPoolExecutor(max_workers=2, thread_name_prefix="bulkimport-job"))
-    app.extensions.setdefault("bulkimport_futures", []).append(
-        executor.submit(_run_in, app, name, ids))
+    futures = app.extensions.setdefault("bulkimport_futures", [])
+    futures[:] = [f for f in futures if not f.done()]  # keep only what may still be awaited
+    futures.append(executor.submit(_run_in, app, name, ids))
 
 
 def redis_connection(app: Flask):

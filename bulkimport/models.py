@@ -88,6 +88,9 @@ class ImportBatch(db.Model):
     columns: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     counts: Mapped[dict[str, int]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Touched by every change, progress included: a queued or applying batch whose updated_at
+    # stops moving has lost its job (see importing.jobs.recover_stale_batches).
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     expires_at: Mapped[datetime]
     progress_done: Mapped[int] = mapped_column(default=0)
     progress_total: Mapped[int] = mapped_column(default=0)

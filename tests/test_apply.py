@@ -15,12 +15,13 @@ from conftest import (
     batch_id_of,
     choose_all,
     import_file,
+    login_admin,
     require,
     sample,
     table_snapshot,
     upload,
 )
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bulkimport.extensions import db
 from bulkimport.importing import apply as apply_module
@@ -118,7 +119,7 @@ def test_concurrent_submits_apply_once(app, admin):
     assert statuses == [302] * len(clients)
     assert count(app, User) == 51 and count(app, Invitation) == 50
     assert batch(app, batch_id).result == {"added": 50, "updated": 0, "skipped": 0,
-                                           "invitations": 50}
+                                           "errors": 0, "invitations": 50}
 
 
 def test_nothing_selected_is_refused(app, client):
@@ -348,3 +349,37 @@ def test_file_passwords_in_ragged_rows_are_not_stored_in_clear(app, client):
     errors_csv = client.get(f"/admin/people/import/{batch_id}/errors.csv").get_data(as_text=True)
     assert 'jdoe,John,jdoe@example.com,Sup3r-Secret-Pass,"The row has 4 fields' in errors_csv
     assert "asmith,Ann,Smith,Jr,ann@example.com,An0ther-Secret-Pass," in errors_csv
+
+
+def test_a_batch_whose_job_was_lost_is_enqueued_again(app_factory, monkeypatch):
+    from bulkimport.importing import jobs as import_jobs
+
+    app = app_factory(BACKGROUND_ROWS=2)
+    client = login_admin(app)
+    monkeypatch.setattr(import_jobs, "enqueue", lambda *args: None)  # the job never arrives
+    batch_id = import_file(client, make_csv(3))
+    assert batch(app, batch_id).status == ImportBatch.QUEUED
+    monkeypatch.undo()
+    with app.app_context():
+        import_jobs.recover_stale_batches()  # not stale yet: nothing happens
+        db.session.execute(update(ImportBatch).values(updated_at=utcnow() - timedelta(hours=1)))
+        db.session.commit()
+        import_jobs.recover_stale_batches()
+    wait_for_jobs(app)
+    assert batch(app, batch_id).status == ImportBatch.APPLIED
+    assert count(app, User) == 4
+
+
+def test_a_batch_whose_worker_died_is_failed_and_can_be_submitted_again(app, client):
+    from bulkimport.importing.jobs import recover_stale_batches
+
+    batch_id = batch_id_of(upload(client, sample("minimal.csv")))
+    with app.app_context():
+        db.session.execute(update(ImportBatch).values(
+            status=ImportBatch.APPLYING, updated_at=utcnow() - timedelta(hours=1)))
+        db.session.commit()
+        recover_stale_batches()
+    page = client.get(f"/admin/people/import/{batch_id}/result").get_data(as_text=True)
+    assert "The worker applying this file stopped; nothing was written." in page
+    choose_all(client, batch_id, "add")
+    assert count(app, User) == 4

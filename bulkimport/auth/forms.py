@@ -13,9 +13,3 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired()],
                              render_kw={"autocomplete": "current-password"})
     submit = SubmitField("Log in")
-
-
-class LogoutForm(FlaskForm):
-    """Only the CSRF token: logging out is a POST."""
-
-    submit = SubmitField("Log out")

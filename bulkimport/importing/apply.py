@@ -128,9 +128,10 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
         invitations = len(adds)  # one for each user just added
 
     _record_outcomes(session, batch.id)
+    errors = batch.counts[ImportRow.ERROR]
     result = {"added": len(adds), "updated": len(updates),
-              "skipped": batch.counts["total"] - len(adds) - len(updates),
-              "invitations": invitations}
+              "skipped": batch.counts["total"] - len(adds) - len(updates) - errors,
+              "errors": errors, "invitations": invitations}
     batch.status = ImportBatch.APPLIED
     batch.applied_at = now
     batch.result = result

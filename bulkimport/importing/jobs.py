@@ -6,11 +6,14 @@ These functions own their transactions: they commit, unlike the services they ca
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
+
+from sqlalchemy import select, update
 
 from ..extensions import db
 from ..jobs import enqueue
 from ..mailing.jobs import wake
-from ..models import ImportBatch
+from ..models import ImportBatch, utcnow
 from .apply import (
     ApplyError,
     NothingSelected,
@@ -26,6 +29,8 @@ from .staging import choice_counts
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 25
+STALE_QUEUED = timedelta(minutes=10)  # no worker took the job: it was lost
+STALE_APPLYING = timedelta(minutes=30)  # no progress: the worker died (jobs report every 25 hashes)
 
 
 def submit_batch(batch: ImportBatch) -> str:
@@ -75,15 +80,19 @@ def apply_batch_job(batch_id: int) -> None:
     """Background job: hash the file's passwords (progress committed as it goes), then apply
     the batch in one transaction; on any failure the batch is marked failed with the reason."""
     session = db.session
-    batch = session.get(ImportBatch, batch_id)
-    if batch is None or batch.status != ImportBatch.QUEUED:
+    claimed = session.execute(update(ImportBatch).where(
+        ImportBatch.id == batch_id, ImportBatch.status == ImportBatch.QUEUED)
+        .values(status=ImportBatch.APPLYING, updated_at=utcnow())
+        .execution_options(synchronize_session=False)).rowcount
+    session.commit()
+    if not claimed:  # a second job for the same batch (a re-enqueue after a lost job)
         log.info("Batch %s is not waiting to be applied; nothing to do", batch_id)
         return
+    batch = session.get(ImportBatch, batch_id)
     try:
         rows = selected_rows(session, batch.id)
         total, sealed = len(rows), sealed_passwords(rows)
         with_passwords = len(sealed)
-        batch.status = ImportBatch.APPLYING
         _progress(batch, "Hashing passwords", 0, with_passwords)
 
         def hashed(done: int) -> None:
@@ -96,8 +105,6 @@ def apply_batch_job(batch_id: int) -> None:
         batch.progress_stage, batch.progress_done = "Done", total
         session.commit()
         log.info("Batch %s applied: %s", batch_id, result)
-        if result["invitations"]:
-            wake()
     except Exception as exc:
         session.rollback()
         batch = session.get(ImportBatch, batch_id)
@@ -107,6 +114,36 @@ def apply_batch_job(batch_id: int) -> None:
         batch.progress_stage = None
         session.commit()
         log.warning("Batch %s failed: %s", batch_id, batch.error)
+        return
+    if result["invitations"]:
+        wake()
+
+
+def recover_stale_batches() -> None:
+    """Batches whose job was lost: queued ones are enqueued again (Redis lost the job, or the
+    enqueue failed); applying ones whose worker died are failed — applying is one transaction,
+    so nothing was written — and can be submitted again."""
+    session = db.session
+    now = utcnow()
+    lost = session.scalars(select(ImportBatch.id).where(
+        ImportBatch.status == ImportBatch.QUEUED,
+        ImportBatch.updated_at < now - STALE_QUEUED)).all()
+    for batch_id in lost:
+        session.execute(update(ImportBatch).where(ImportBatch.id == batch_id)
+                        .values(updated_at=now).execution_options(synchronize_session=False))
+        session.commit()
+        log.warning("Batch %s waited too long for a worker; enqueued again", batch_id)
+        enqueue("apply_batch", batch_id)
+    dead = session.execute(update(ImportBatch).where(
+        ImportBatch.status == ImportBatch.APPLYING,
+        ImportBatch.updated_at < now - STALE_APPLYING)
+        .values(status=ImportBatch.FAILED, progress_stage=None,
+                error="The worker applying this file stopped; nothing was written. Submit it "
+                      "again.")
+        .execution_options(synchronize_session=False)).rowcount
+    session.commit()
+    if dead:
+        log.warning("%s batch(es) were being applied by a worker that stopped", dead)
 
 
 def _progress(batch: ImportBatch, stage: str, done: int, total: int) -> None:

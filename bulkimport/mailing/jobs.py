@@ -32,14 +32,13 @@ def send_invitations_job(*invitation_ids: int) -> dict[str, int]:
     return send_invitations(list(invitation_ids))
 
 
-def sweep_job() -> None:
-    """RQ job form of `sweep`, for an external scheduler that prefers jobs to threads."""
-    sweep()
-
-
 def sweep() -> None:
     """Take back invitations of dead workers, resume sending if the relay works again, and
-    enqueue every due invitation that no job carries."""
+    enqueue every due invitation that no job carries; recover import batches whose job was
+    lost too."""
+    from ..importing.jobs import recover_stale_batches  # importing imports this module
+
+    recover_stale_batches()
     released = release_expired_leases()
     if released:
         log.warning("%s invitation(s) were held by a worker that stopped; queued again", released)

@@ -28,14 +28,12 @@ class SendFailure(Exception):
     or "config" (authentication or TLS: pause all sending until an administrator fixes it).
     maybe_accepted: True when the server may have accepted the message without our knowing
     (the connection died or timed out after the message was handed over).
-    connection_lost: True when the connection can no longer be used.
     server_down: True when no connection could be made at all.
     """
 
     kind: str
     reason: str
     maybe_accepted: bool = False
-    connection_lost: bool = False
     server_down: bool = False
 
     def __str__(self) -> str:
@@ -83,10 +81,10 @@ class SMTPTransport:
                                           timeout=timeout)
         except OSError as exc:  # smtplib's errors are OSErrors too
             if isinstance(exc, ssl.SSLError):
-                raise SendFailure("config", f"TLS failed: {exc}", connection_lost=True) from None
+                raise SendFailure("config", f"TLS failed: {exc}") from None
             raise SendFailure("temporary", f"Cannot connect to {config['MAIL_SERVER']}:"
                               f"{config['MAIL_PORT']}: {_describe(exc)}",
-                              connection_lost=True, server_down=True) from None
+                              server_down=True) from None
         self.connection = connection
         try:
             connection.ehlo_or_helo_if_needed()
@@ -98,15 +96,13 @@ class SMTPTransport:
         except smtplib.SMTPAuthenticationError as exc:
             self.close()
             raise SendFailure("config", "The SMTP server refused the login: "
-                              f"{exc.smtp_code} {_text(exc.smtp_error)}",
-                              connection_lost=True) from None
+                              f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
         except (ssl.SSLError, smtplib.SMTPNotSupportedError) as exc:
             self.close()
-            raise SendFailure("config", f"TLS failed: {exc}", connection_lost=True) from None
+            raise SendFailure("config", f"TLS failed: {exc}") from None
         except OSError as exc:
             self.close()
-            raise SendFailure("temporary", f"SMTP greeting failed: {_describe(exc)}",
-                              connection_lost=True) from None
+            raise SendFailure("temporary", f"SMTP greeting failed: {_describe(exc)}") from None
 
     def send(self, message: EmailMessage) -> None:
         """Hand one message to the server; returns only once the server accepted it (250)."""
@@ -128,8 +124,7 @@ class SMTPTransport:
         except OSError as exc:  # includes SMTPServerDisconnected, timeouts, resets
             self.close()
             raise SendFailure("temporary", f"The connection was lost while sending: "
-                              f"{_describe(exc)}", maybe_accepted=True,
-                              connection_lost=True) from None
+                              f"{_describe(exc)}", maybe_accepted=True) from None
         if refused:  # only possible with several recipients; we send to one
             code, reply = next(iter(refused.values()))
             raise _reply_failure(code, reply, "recipient")

@@ -35,7 +35,7 @@ from ..importing.staging import (
     stage_upload,
 )
 from ..mailing.status import latest_status_by_user
-from ..models import ImportBatch, ImportRow, User
+from ..models import ImportBatch, ImportRow, User, fold_key
 from . import bp
 from .forms import SearchForm, UploadForm, page_number, review_form_for
 
@@ -49,9 +49,12 @@ def index():
     query = select(User).order_by(User.username_key)
     term = (form.q.data or "").strip()
     if term:
-        like = f"%{term.lower()}%"
-        query = query.where(or_(User.username_key.like(like), User.email_key.like(like),
-                                func.lower(User.firstname + " " + User.surname).like(like)))
+        key = fold_key(term)  # the same folding as the stored keys; % and _ match themselves
+        query = query.where(or_(
+            User.username_key.contains(key, autoescape=True),
+            User.email_key.contains(key, autoescape=True),
+            func.lower(User.firstname + " " + User.surname).contains(term.lower(),
+                                                                    autoescape=True)))
     users = db.paginate(query, page=page_number(request.args), per_page=USERS_PER_PAGE,
                         error_out=False)
     total = db.session.scalar(select(func.count(User.id)))
