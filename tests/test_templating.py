@@ -1,0 +1,56 @@
+"""The invitation e-mail is rendered in a capped sandbox that exposes only its variables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from bulkimport.mailing.templating import (
+    DEFAULT_INVITATION,
+    NotificationTemplate,
+    RenderError,
+    invitation_context,
+    render,
+)
+
+CONTEXT = invitation_context(
+    username="jdoe", firstname="<Jane>", surname="Doe", email="jdoe@example.com", language="en",
+    password="Secret-Pass-123456", login_url="https://people.example.org/login",
+    site_name="Example", expires=datetime(2026, 12, 2, 9, 30), must_change_password=True)
+
+
+def only_subject(source: str) -> NotificationTemplate:
+    return NotificationTemplate(subject=source, html="", text="")
+
+
+def test_default_template_parts():
+    subject, html, text = render(DEFAULT_INVITATION, CONTEXT)
+    assert subject == "Your Example account"
+    assert "Hello <Jane>," in text and "Hello &lt;Jane&gt;," in html  # HTML is escaped
+    assert "Password: Secret-Pass-123456" in text
+    assert "works until 2026-12-02 09:30 UTC" in text
+    assert "choose a new password" in text
+
+
+def test_the_subject_is_one_line():
+    subject, _, _ = render(only_subject("Hi\r\nBcc: everyone@example.com"), CONTEXT)
+    assert subject == "Hi Bcc: everyone@example.com"
+
+
+@pytest.mark.parametrize("source,message", [
+    ("{{ 'a' * 10**8 }}", "the template builds a value that is too large"),
+    ("{{ 10**8 * 'a' }}", "the template builds a value that is too large"),
+    ("{{ 9 ** 100000 }}", "exponents above 64 are not allowed"),
+    ("{% for c in 'a' * 60000 %}{{ 'xy' }}{% endfor %}",
+     "the output is longer than 100000 characters"),
+    ("{{ nothing }}", "UndefinedError: 'nothing' is undefined"),
+    ("{{ range(10) | list }}", "UndefinedError: 'range' is undefined"),
+    ("{{ lipsum() }}", "UndefinedError: 'lipsum' is undefined"),
+    ("{{ ''.__class__.__mro__ }}", "SecurityError"),
+    ("{% include 'x' %}", "no loader for this environment specified"),
+])
+def test_refused_templates(source, message):
+    with pytest.raises(RenderError) as refused:
+        render(only_subject(source), CONTEXT)
+    assert message in str(refused.value)
