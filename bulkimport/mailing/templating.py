@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from jinja2 import StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -115,7 +116,7 @@ def render(template: NotificationTemplate, context: dict) -> tuple[str, str, str
     for name, source, env in (("subject", template.subject, _TEXT), ("HTML body", template.html,
                               _HTML), ("text body", template.text, _TEXT)):
         try:
-            output = _capped_render(env.from_string(source), context)
+            output = _capped_render(_compiled(source, env is _HTML), context)
         except RenderError as exc:
             raise RenderError(f"{name}: {exc}") from None
         except Exception as exc:  # syntax errors, undefined names, sandbox refusals
@@ -123,6 +124,12 @@ def render(template: NotificationTemplate, context: dict) -> tuple[str, str, str
         parts.append(output)
     subject = " ".join(parts[0].split())  # one line: no header injection through the subject
     return subject, parts[1], parts[2]
+
+
+@lru_cache(maxsize=256)
+def _compiled(source: str, html: bool):
+    """The compiled template (compiling takes ~2 ms an e-mail; rendering ~0.02 ms)."""
+    return (_HTML if html else _TEXT).from_string(source)
 
 
 def _capped_render(template, context: dict) -> str:
