@@ -30,23 +30,21 @@ def _invitations_query(batch_id: int | None, status: str):
 @bp.get("/invitations")
 def invitations():
     """Every invitation across batches, filterable by status."""
-    status = request.args.get("status", "all")
-    page = db.paginate(_invitations_query(None, status), page=page_number(request.args),
-                       per_page=PER_PAGE, error_out=False)
-    counts = invitation_counts()
-    return render_template("people/invitations.html", batch=None, page=page, status=status,
-                           counts=counts, progress=progress(counts, paused_reason()),
-                           form=ResendForm())
+    return _invitations_page(None)
 
 
 @bp.get("/import/<int:batch_id>/invitations")
 def batch_invitations(batch_id: int):
     """The invitations of one batch: a progress bar, counts, time left, and the users."""
-    batch = _batch(batch_id)
+    return _invitations_page(_batch(batch_id))
+
+
+def _invitations_page(batch: ImportBatch | None):
+    batch_id = batch.id if batch else None
     status = request.args.get("status", "all")
-    page = db.paginate(_invitations_query(batch.id, status), page=page_number(request.args),
+    page = db.paginate(_invitations_query(batch_id, status), page=page_number(request.args),
                        per_page=PER_PAGE, error_out=False)
-    counts = invitation_counts(batch.id)
+    counts = invitation_counts(batch_id)
     return render_template("people/invitations.html", batch=batch, page=page, status=status,
                            counts=counts, progress=progress(counts, paused_reason()),
                            form=ResendForm())

@@ -1,21 +1,12 @@
 """Admin > System: the outbox of the embedded mail mode, resuming paused sending, and the
 banner that tells every administrator when sending is paused."""
 
-from flask import Blueprint, abort
-from flask_login import current_user
+from flask import Blueprint
 
-from ..extensions import login_manager
+from ..auth.access import require_admin
 
 bp = Blueprint("system", __name__, url_prefix="/admin/system")
-
-
-@bp.before_request
-def require_admin():
-    """Every page here is for administrators: anonymous → login page, others → 403."""
-    if not current_user.is_authenticated:
-        return login_manager.unauthorized()
-    if not current_user.is_admin:
-        abort(403)
+bp.before_request(require_admin)  # every page here is for administrators
 
 
 from . import routes  # noqa: E402,F401  (views attach themselves to bp)
