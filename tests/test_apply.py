@@ -326,29 +326,26 @@ def admin_login():
     return login
 
 
-def test_file_passwords_of_rows_in_error_are_not_stored_in_clear(app, client):
-    data = (b"username,firstname,surname,email,password\n"
-            b"gooduser,Good,User,good@example.com,first-secret-phrase\n"
-            b"baduser,Bad,User,not-an-email,second-secret-phrase\n")
+@pytest.mark.parametrize("rows,given_back", [
+    # a row in error with the right number of fields
+    (b"gooduser,Good,User,good@example.com,first-secret-phrase\n"
+     b"baduser,Bad,User,not-an-email,second-secret-phrase\n",
+     ["baduser,Bad,User,not-an-email,second-secret-phrase,"]),
+    # ragged rows: the password is not in the password column's cell
+    (b"jdoe,John,jdoe@example.com,Sup3r-secret-phrase\n"
+     b"asmith,Ann,Smith,Jr,ann@example.com,An0ther-secret-phrase\n",
+     ['jdoe,John,jdoe@example.com,Sup3r-secret-phrase,"The row has 4 fields',
+      "asmith,Ann,Smith,Jr,ann@example.com,An0ther-secret-phrase,"]),
+])
+def test_file_passwords_of_rows_in_error_are_not_stored_in_clear(app, client, rows, given_back):
+    data = b"username,firstname,surname,email,password\n" + rows
     batch_id = batch_id_of(upload(client, data, generate=False))
     with app.app_context():
         stored = " ".join(str((r.values, r.raw)) for r in db.session.scalars(select(ImportRow)))
     assert "secret-phrase" not in stored
     errors_csv = client.get(f"/admin/people/import/{batch_id}/errors.csv").get_data(as_text=True)
-    assert "baduser,Bad,User,not-an-email,second-secret-phrase," in errors_csv
-
-
-def test_file_passwords_in_ragged_rows_are_not_stored_in_clear(app, client):
-    data = (b"username,firstname,surname,email,password\n"
-            b"jdoe,John,jdoe@example.com,Sup3r-Secret-Pass\n"
-            b"asmith,Ann,Smith,Jr,ann@example.com,An0ther-Secret-Pass\n")
-    batch_id = batch_id_of(upload(client, data, generate=False))
-    with app.app_context():
-        stored = " ".join(str((r.values, r.raw)) for r in db.session.scalars(select(ImportRow)))
-    assert "Secret-Pass" not in stored
-    errors_csv = client.get(f"/admin/people/import/{batch_id}/errors.csv").get_data(as_text=True)
-    assert 'jdoe,John,jdoe@example.com,Sup3r-Secret-Pass,"The row has 4 fields' in errors_csv
-    assert "asmith,Ann,Smith,Jr,ann@example.com,An0ther-Secret-Pass," in errors_csv
+    for line in given_back:  # the administrator gets the file's own cells back to fix them
+        assert line in errors_csv
 
 
 def test_a_batch_whose_job_was_lost_is_enqueued_again(app_factory, monkeypatch):
