@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import current_app
-from sqlalchemy import JSON, DateTime, case, func, insert, literal, null, select, update
+from sqlalchemy import JSON, DateTime, case, insert, literal, null, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -52,10 +52,9 @@ def claim(session: Session, batch: ImportBatch, to_status: str) -> bool:
     return result.rowcount == 1
 
 
-def needs_background(session: Session, batch: ImportBatch) -> bool:
-    """Whether the batch is large or carries passwords to hash, and so goes to a job."""
-    selected = session.scalar(select(func.count()).where(
-        ImportRow.batch_id == batch.id, ImportRow.choice.in_((ImportRow.ADD, ImportRow.UPDATE))))
+def needs_background(session: Session, batch: ImportBatch, selected: int) -> bool:
+    """Whether the batch (with `selected` rows chosen for Add or Update) is large or carries
+    passwords to hash, and so goes to a job."""
     if selected >= current_app.config["BACKGROUND_ROWS"]:
         return True
     if not any(column["field"] == "password" for column in batch.columns):

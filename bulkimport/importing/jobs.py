@@ -42,7 +42,7 @@ def submit_batch(batch: ImportBatch) -> str:
     if not chosen["add"] and not chosen["update"]:
         raise NothingSelected("No row is selected for Add or Update: tick Add or Update for the "
                               "rows to import (or a column heading to select them all).")
-    if needs_background(session, batch):
+    if needs_background(session, batch, chosen["add"] + chosen["update"]):
         if not claim(session, batch, ImportBatch.QUEUED):
             session.rollback()
             return "already"
