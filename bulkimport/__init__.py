@@ -30,6 +30,11 @@ def create_app(overrides: dict | None = None) -> Flask:
     else:
         options.setdefault("pool_pre_ping", True)
 
+    if app.config["TRUSTED_PROXIES"]:  # the client's address counts failed logins
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True)
     login_manager.init_app(app)
@@ -48,8 +53,14 @@ def create_app(overrides: dict | None = None) -> Flask:
     from .system import bp as system_bp
 
     @login_manager.user_loader
-    def load_user(user_id: str):
-        return db.session.get(models.User, int(user_id))
+    def load_user(session_user_id: str):
+        """The user of a session, unless their session epoch moved on since it was made."""
+        user_id, _, epoch = session_user_id.partition(":")
+        try:
+            user = db.session.get(models.User, int(user_id))
+        except ValueError:
+            return None
+        return user if user is not None and epoch == str(user.session_epoch) else None
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(people_bp)

@@ -8,7 +8,8 @@ from sqlalchemy.orm import Session
 
 from .importing.validation import check_email, username_problems
 from .models import User, fold_key
-from .security import generate_password, hash_password, password_problems
+from .policy import check_password, failure_messages, generate_password, load_policy
+from .security import hash_password
 
 FIRST_ADMIN = "admin"
 
@@ -25,7 +26,9 @@ def create_admin(session: Session, username: str, email: str, password: str, *,
     email, email_problem = check_email(email.strip(), tuple(
         current_app.config["ALLOWED_EMAIL_DOMAINS"]))
     problems += [email_problem] if email_problem else []
-    problems += password_problems(password, username=username)
+    problems += failure_messages(check_password(
+        password, load_policy(session), username=username, firstname=firstname, surname=surname,
+        email=email))
     if problems:
         raise AccountError(" ".join(problems))
     if session.scalar(select(User.id).where(User.username_key == fold_key(username))):
@@ -46,6 +49,7 @@ def ensure_first_admin(session: Session, email: str) -> str | None:
     yet; returns that password (to be shown once), or None when an administrator exists."""
     if session.scalar(select(User.id).where(User.is_admin).limit(1)):
         return None
-    password = generate_password()
+    password = generate_password(load_policy(session), username=FIRST_ADMIN, firstname="Site",
+                                 surname="Administrator", email=email)
     create_admin(session, FIRST_ADMIN, email, password, must_change_password=True)
     return password

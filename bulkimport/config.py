@@ -56,7 +56,20 @@ SETTINGS: tuple[Setting, ...] = (
             "Hours a reviewed but unsubmitted upload is kept before it is purged."),
     Setting("BACKGROUND_ROWS", 2000, int,
             "Batches with at least this many selected rows are applied by a background job."),
-    Setting("BCRYPT_ROUNDS", 12, int, "bcrypt cost factor for new password hashes."),
+    Setting("BCRYPT_ROUNDS", 12, int, "bcrypt cost factor for new password hashes; hashes of "
+            "another cost are redone at the user's next login."),
+    Setting("LOGIN_SLOWDOWN_AFTER", 3, int,
+            "Failed logins of one account after which each new attempt must wait (1 s, doubling, "
+            "at most 60 s)."),
+    Setting("LOGIN_LOCK_AFTER", 10, int, "Failed logins of one account that lock it."),
+    Setting("LOGIN_ADDRESS_SLOWDOWN_AFTER", 20, int,
+            "Failed logins from one address after which each new attempt from it must wait."),
+    Setting("LOGIN_ADDRESS_LOCK_AFTER", 100, int, "Failed logins from one address that lock it."),
+    Setting("LOGIN_LOCK_MINUTES", 15, int,
+            "How long a lock lasts, and how long failures are remembered."),
+    Setting("TRUSTED_PROXIES", 0, int,
+            "Reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust (1 behind "
+            "one nginx); the client address counts failed logins."),
     Setting("LOG_LEVEL", "INFO", str, "Logging level of the application logger."),
     Setting("SITE_NAME", "bulkimport", str, "The site's name, as shown in e-mails."),
     Setting("MAIL_SERVER", "", str,
@@ -81,7 +94,6 @@ SETTINGS: tuple[Setting, ...] = (
             "How long a worker may hold invitations it claimed before another may take them."),
     Setting("MAIL_RETRY_SECONDS", 60.0, float,
             "First delay before retrying a temporary failure; it doubles each time, up to 1 h."),
-    Setting("TEMP_PASSWORD_DAYS", 7, int, "Days a generated password stays valid."),
 )
 
 

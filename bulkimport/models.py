@@ -1,4 +1,5 @@
-"""Typed SQLAlchemy 2 models: users, staged import batches with their rows, and invitations."""
+"""Typed SQLAlchemy 2 models: users, staged import batches with their rows, invitations, the
+password policy, login throttling and the audit trail."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ class User(UserMixin, db.Model):
     is_admin: Mapped[bool] = mapped_column(default=False)
     must_change_password: Mapped[bool] = mapped_column(default=False)
     active: Mapped[bool] = mapped_column(default=True)
+    # Part of every session's user id (see get_id): raising it ends every session of the user.
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -54,6 +57,11 @@ class User(UserMixin, db.Model):
     def is_active(self) -> bool:
         """Whether the account may log in (Flask-Login asks before logging a user in)."""
         return self.active
+
+    def get_id(self) -> str:
+        """The id Flask-Login keeps in the session: the user's id and session epoch, so that a
+        session made before the last password change no longer loads the user."""
+        return f"{self.id}:{self.session_epoch}"
 
     @property
     def full_name(self) -> str:
@@ -180,3 +188,51 @@ class SystemState(db.Model):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class PasswordPolicy(db.Model):
+    """The password rules administrators set (Admin > People > Password policy): a single row,
+    id 1; until it is first saved, the defaults below apply."""
+
+    __tablename__ = "password_policy"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    min_length: Mapped[int] = mapped_column(default=12)
+    max_length: Mapped[int] = mapped_column(default=64)
+    require_lowercase: Mapped[bool] = mapped_column(default=False)
+    require_uppercase: Mapped[bool] = mapped_column(default=False)
+    require_digit: Mapped[bool] = mapped_column(default=False)
+    require_symbol: Mapped[bool] = mapped_column(default=False)
+    refuse_personal: Mapped[bool] = mapped_column(default=True)
+    refuse_common: Mapped[bool] = mapped_column(default=True)
+    refuse_reuse: Mapped[bool] = mapped_column(default=True)
+    temp_password_days: Mapped[int] = mapped_column(default=7)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class LoginFailures(db.Model):
+    """Recent failed logins for one account (`account:<username key>`) or one address
+    (`address:<ip>`), counted whether or not the account exists."""
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None]
+
+
+class AuditEvent(db.Model):
+    """Something security-relevant that happened: who did it, to whom, from where, and details
+    that never include a password."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    address: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))

@@ -1,4 +1,4 @@
-"""Password hashing, the password rules, and encryption of passwords staged from a CSV file."""
+"""Password hashing and encryption of passwords staged from a CSV file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import secrets
 import bcrypt
 from cryptography.fernet import Fernet, InvalidToken
 
-MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores what follows; we refuse rather than truncate
 
 
@@ -27,19 +26,6 @@ def verify_password(password: str, password_hash: str | None) -> bool:
     if not password_hash or len(data) > MAX_PASSWORD_BYTES:
         return False
     return bcrypt.checkpw(data, password_hash.encode("ascii"))
-
-
-def password_problems(password: str, *, username: str = "") -> list[str]:
-    """Every rule `password` breaks, each as a sentence; an empty list means it is acceptable."""
-    problems = []
-    if len(password) < MIN_PASSWORD_LENGTH:
-        problems.append(f"The password must be at least {MIN_PASSWORD_LENGTH} characters long.")
-    if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
-        problems.append(f"The password must be at most {MAX_PASSWORD_BYTES} bytes long "
-                        "(fewer characters if it uses accents or other scripts).")
-    if username and username.casefold() in password.casefold():
-        problems.append("The password must not contain the username.")
-    return problems
 
 
 def _fernet(secret_key: str) -> Fernet:
@@ -65,7 +51,14 @@ def unseal_password(token: str, secret_key: str) -> str:
 PASSWORD_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
-def generate_password(length: int = 20) -> str:
-    """A random password from `secrets`, at least 16 characters of an alphabet without
-    look-alike characters."""
-    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(max(length, 16)))
+
+def new_session_epoch() -> int:
+    """A new random session epoch for a user (see User.get_id): every session made before it
+    stops loading the user."""
+    return secrets.randbelow(2**31 - 1) + 1
+
+
+def hash_cost(password_hash: str) -> int | None:
+    """The bcrypt cost factor of a hash ("$2b$12$…" gives 12), or None if it is not bcrypt's."""
+    parts = password_hash.split("$")
+    return int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else None

@@ -75,7 +75,7 @@ def test_admin_pages_give_others_403(app, path):
     response = client.get(path)
     assert response.status_code == 403
     assert "You are not allowed to see this page" in response.get_data(as_text=True)
-    assert client.get("/").status_code == 200  # their own home page works
+    assert client.get("/account").status_code == 200  # their own account page works
 
 
 @pytest.mark.parametrize("target,expected", [

@@ -201,13 +201,14 @@ BAD_ROWS = {
         message="password is missing: a new user needs one, or tick “" + GENERATE + "”."),
     "password-too-short": with_password("ann,Ann,Lee,ann@example.com,short-pass1",
                                         message="The password must be at least 12 characters "
-                                                "long."),
+                                                "long (it has 11)."),
     "password-too-long-in-bytes": with_password(
         "ann,Ann,Lee,ann@example.com," + "é" * 37,
         message="The password must be at most 72 bytes long (fewer characters if it uses accents "
                 "or other scripts)."),
     "password-73-ascii-characters": with_password("ann,Ann,Lee,ann@example.com," + "x" * 73,
-                                                  message="must be at most 72 bytes long"),
+                                                  message="must be at most 64 characters long "
+                                                          "(it has 73)"),
     "password-contains-username": with_password(
         "annabelle,Ann,Lee,ann@example.com,my-ANNABELLE-secret",
         message="The password must not contain the username."),
@@ -217,7 +218,7 @@ BAD_ROWS = {
         others={2: "password is missing"}),
     "password-for-existing-user-too-short": with_password(
         "jsmith,John,Smith,jsmith@example.com,short",
-        message="The password must be at least 12 characters long.",
+        message="The password must be at least 12 characters long (it has 5).",
         existing=[("jsmith", "jsmith@example.com")]),
 }
 

@@ -51,8 +51,8 @@ def test_create_admin_reads_the_password_from_stdin(flask_cli):
      "Error: email “Bob <bob@example.com>” must be a bare address such as name@example.com, "
      "without a display name, quotes or angle brackets."),
     ("bob", "bob@example.com", "short",
-     "Error: The password must be at least 12 characters long."),
-    ("bob", "bob@example.com", "bob-is-my-password",
+     "Error: The password must be at least 12 characters long (it has 5)."),
+    ("bob", "robert@example.com", "bob-is-my-password",
      "Error: The password must not contain the username."),
     ("bob", "bob@example.com", "é" * 40,
      "Error: The password must be at most 72 bytes long (fewer characters if it uses accents "

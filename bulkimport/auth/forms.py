@@ -1,4 +1,4 @@
-"""Forms of the auth blueprint."""
+"""Forms of the auth blueprint: logging in and changing one's password."""
 
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField
@@ -13,3 +13,16 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired()],
                              render_kw={"autocomplete": "current-password"})
     submit = SubmitField("Log in")
+
+
+class ChangePasswordForm(FlaskForm):
+    """The current password, the new one and its confirmation; the policy is checked by
+    `auth.service.change_password`, which names each failed rule."""
+
+    current_password = PasswordField("Current password", validators=[DataRequired()],
+                                     render_kw={"autocomplete": "current-password"})
+    new_password = PasswordField("New password", validators=[DataRequired()],
+                                 render_kw={"autocomplete": "new-password"})
+    confirm_password = PasswordField("Confirm the new password", validators=[DataRequired()],
+                                     render_kw={"autocomplete": "new-password"})
+    submit = SubmitField("Change password")

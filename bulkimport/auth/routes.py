@@ -1,4 +1,5 @@
-"""Views of the auth blueprint: home, login, logout."""
+"""Views of the auth blueprint: home, login, logout, the Account page and changing one's
+password, and the hook that holds users who must choose a new password."""
 
 from __future__ import annotations
 
@@ -8,18 +9,42 @@ from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..extensions import db
+from ..policy import load_policy, rules_in_force
 from . import bp
-from .forms import LoginForm
-from .service import authenticate
+from .forms import ChangePasswordForm, LoginForm
+from .service import change_password as change_user_password
+from .service import log_in, temporary_password_notice
+
+# What a user who must change their password may still reach.
+OPEN_TO_FLAGGED = frozenset({"auth.change_password", "auth.logout"})
+MUST_CHANGE = "You must choose a new password before you can continue."
+
+
+@bp.before_app_request
+def hold_flagged_users():
+    """A user who must change their password reaches only the change page, logout and static
+    files: pages redirect there, JSON requests get 403 with the reason."""
+    if not current_user.is_authenticated or not current_user.must_change_password:
+        return None
+    endpoint = request.endpoint or ""
+    if endpoint in OPEN_TO_FLAGGED or endpoint == "static" or endpoint.endswith(".static"):
+        return None
+    target = url_for("auth.change_password")
+    if _wants_json():
+        return {"error": "password_change_required", "message": MUST_CHANGE,
+                "location": target}, 403
+    next_url = request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for("auth.change_password", next=next_url) if next_url
+                    and endpoint != "auth.home" else target)
 
 
 @bp.get("/")
 @login_required
 def home():
-    """Administrators start at Admin > People; everyone else sees their own account."""
+    """Administrators start at Admin > People; everyone else at their Account page."""
     if current_user.is_admin:
         return redirect(url_for("people.index"))
-    return render_template("auth/home.html")
+    return redirect(url_for("auth.account"))
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -27,14 +52,20 @@ def login():
     """Show the login form and log the user in; one message for every kind of failure."""
     form = LoginForm()
     if form.validate_on_submit():
-        user = authenticate(db.session, form.username.data, form.password.data)
-        if user is None:
-            flash("Invalid username or password.", "danger")
+        result = log_in(db.session, form.username.data, form.password.data,
+                        request.remote_addr)
+        db.session.commit()  # failures, a promoted invitation password, a re-hash
+        if result.user is None:
+            flash(result.message, "danger")
         else:
-            db.session.commit()  # keeps a pending invitation password that was just confirmed
-            session.clear()  # a fresh session at login: nothing carried over from before
-            login_user(user)
-            return redirect(_safe_next(request.args.get("next")) or url_for("auth.home"))
+            _start_session(result.user)
+            notice = temporary_password_notice(result.user)
+            if notice:
+                flash(notice, "warning")
+            target = _safe_next(request.args.get("next"))
+            if result.user.must_change_password:
+                return redirect(url_for("auth.change_password", next=target))
+            return redirect(target or url_for("auth.home"))
     return render_template("auth/login.html", form=form)
 
 
@@ -47,11 +78,59 @@ def logout():
     return redirect(url_for("auth.login"))
 
 
+@bp.get("/account")
+@login_required
+def account():
+    """The user's own details and the way to change their password."""
+    return render_template("auth/account.html")
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    """Choose a new password (forced after a first login, or from the Account page); each broken
+    policy rule is named. Success ends every other session and rotates this one."""
+    form = ChangePasswordForm()
+    forced = current_user.must_change_password
+    if form.validate_on_submit():
+        user = current_user._get_current_object()
+        problems = change_user_password(db.session, user, form.current_password.data,
+                                   form.new_password.data, form.confirm_password.data,
+                                   request.remote_addr)
+        if not problems:
+            db.session.commit()
+            _start_session(user)
+            flash("Your password has been changed. Other sessions of your account have ended.",
+                  "success")
+            return redirect(_safe_next(request.args.get("next")) or url_for("auth.home"))
+        db.session.rollback()
+        for name, messages in problems.items():
+            form[name].errors = list(messages)
+    rules = rules_in_force(load_policy(db.session))
+    return render_template("auth/change_password.html", form=form, forced=forced, rules=rules)
+
+
+def _start_session(user) -> None:
+    """A fresh session for `user`: nothing carried over from before, a new session cookie."""
+    session.clear()
+    login_user(user)
+
+
+def _wants_json() -> bool:
+    """Whether the client asked for JSON rather than a page."""
+    accept = request.accept_mimetypes
+    return (request.is_json or request.path.endswith(".json")
+            or accept.best_match(["text/html", "application/json"]) == "application/json"
+            and accept["application/json"] > accept["text/html"])
+
+
 def _safe_next(target: str | None) -> str | None:
     """`target` if it stays on this site (a path, no scheme or host), else None."""
     if not target:
         return None
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    if "\\" in target or any(ord(c) < 32 for c in target):  # browsers read "/\evil" as "//evil"
         return None
     return target

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..models import ImportBatch, ImportRow, Invitation, User, fold_key, utcnow
-from ..security import hash_password, unseal_password
+from ..security import hash_password, new_session_epoch, unseal_password
 from .lookups import CHUNK, matching
 
 # Columns of `users` that an Update may change; "password" is handled apart.
@@ -165,8 +165,9 @@ def _update_groups(rows: list[Row], hashes: dict[int, str], now):
             change["username_key"] = fold_key(change["username"])
         if "email" in change:
             change["email_key"] = fold_key(change["email"])
-        if row.id in hashes:
-            change["password_hash"] = hashes[row.id]
+        if row.id in hashes:  # a new password from the file: old sessions and e-mails end
+            change.update(password_hash=hashes[row.id], temp_password_expires_at=None,
+                          session_epoch=new_session_epoch())
         groups.setdefault(tuple(sorted(change)), []).append(change)
     return groups.values()
 

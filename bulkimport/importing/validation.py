@@ -17,8 +17,9 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import ImportRow, User, fold_key
-from ..security import password_problems, seal_password
+from ..models import ImportRow, PasswordPolicy, User, fold_key
+from ..policy import check_password, failure_messages, load_policy
+from ..security import seal_password
 from .lookups import matching
 from .reader import FileProblem, Table
 
@@ -109,8 +110,9 @@ def plan_table(
     owners = _email_owners(session, {fold_key(r.values["email"]) for r in rows
                                      if r.values.get("email")})
     lookalikes = _lookalikes(session, rows)
+    policy = load_policy(session)
     for row in rows:
-        _decide(row, existing, owners, lookalikes, generate_passwords, secret_key)
+        _decide(row, existing, owners, lookalikes, generate_passwords, secret_key, policy)
     return Plan(rows)
 
 
@@ -287,7 +289,17 @@ def _lookalikes(session: Session, rows: list[RowPlan]) -> dict[str, str]:
     return {shape: names[shape] for shape in wanted if shape in names}
 
 
-def _decide(row: RowPlan, existing, owners, lookalikes, generate_passwords, secret_key) -> None:
+def _password_errors(password: str, values: dict, policy: PasswordPolicy) -> list[str]:
+    """The policy rules a password from the file breaks, named for the row's person (the no-reuse
+    rule is the users' own business: checking it would cost a bcrypt check per row)."""
+    return failure_messages(check_password(
+        password, policy, username=values.get("username") or "",
+        firstname=values.get("firstname") or "", surname=values.get("surname") or "",
+        email=values.get("email") or ""))
+
+
+def _decide(row: RowPlan, existing, owners, lookalikes, generate_passwords, secret_key,
+            policy: PasswordPolicy) -> None:
     values = row.values
     password = values.pop("password", "")  # first: a row in error keeps no plaintext password
     username = values.get("username")
@@ -309,9 +321,9 @@ def _decide(row: RowPlan, existing, owners, lookalikes, generate_passwords, secr
                 row.errors.append("password is missing: a new user needs one, or tick “Generate "
                                   "random passwords and send login credentials via email”.")
             else:
-                row.errors.extend(password_problems(password, username=username))
+                row.errors.extend(_password_errors(password, values, policy))
     elif password:
-        row.errors.extend(password_problems(password, username=username))
+        row.errors.extend(_password_errors(password, values, policy))
     if row.errors:
         row.action = ImportRow.ERROR
         return

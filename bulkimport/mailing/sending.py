@@ -21,7 +21,8 @@ from sqlalchemy import or_, select, update
 
 from ..extensions import db
 from ..models import Invitation, SystemState, utcnow
-from ..security import generate_password, hash_password, password_problems
+from ..policy import generate_password, load_policy
+from ..security import hash_password
 from .templating import RenderError, invitation_context, invitation_template, render
 from .throttle import LocalThrottle, RedisThrottle
 from .transport import SendFailure, build_message, transport_for
@@ -133,11 +134,11 @@ def send_one(invitation_id: int, token: str, transport) -> tuple[str, SendFailur
     user = invitation.user
     recipient, language = user.email, user.language  # read now: no transaction during the send
     now = utcnow()
-    password = generate_password()
-    while password_problems(password, username=user.username):  # e.g. holds a 2-letter name
-        password = generate_password()
+    policy = load_policy(session)
+    password = generate_password(policy, username=user.username, firstname=user.firstname,
+                                 surname=user.surname, email=recipient)
     password_hash = hash_password(password, config["BCRYPT_ROUNDS"])
-    expires = now + timedelta(days=config["TEMP_PASSWORD_DAYS"])
+    expires = now + timedelta(days=policy.temp_password_days)
     invitation.pending_hashes = [*invitation.pending_hashes, password_hash]
     invitation.attempts += 1
     invitation.lease_until = now + timedelta(seconds=config["MAIL_LEASE_SECONDS"])

@@ -1,4 +1,5 @@
-"""Admin > People: the user list and the import journey (upload, review, submit, results)."""
+"""Admin > People: the user list, the import journey (upload, review, submit, results), the
+invitations and the password policy."""
 
 from flask import Blueprint
 
@@ -8,4 +9,4 @@ bp = Blueprint("people", __name__, url_prefix="/admin/people")
 bp.before_request(require_admin)  # every page here is for administrators
 
 
-from . import invitations, routes  # noqa: E402,F401  (views attach themselves to bp)
+from . import invitations, password_policy, routes  # noqa: E402,F401  (views attach themselves to bp)

@@ -7,6 +7,7 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import (
     BooleanField,
     HiddenField,
+    IntegerField,
     RadioField,
     SearchField,
     SelectField,
@@ -14,9 +15,11 @@ from wtforms import (
     SubmitField,
 )
 from wtforms.fields.choices import SelectChoice
+from wtforms.validators import InputRequired, NumberRange, ValidationError
 
 from ..importing.staging import APPLICABLE, FILTERS
 from ..models import ImportRow
+from ..policy import MAX_LENGTH_RANGE, MIN_LENGTH_RANGE, TEMP_DAYS_RANGE
 
 ENCODINGS = [SelectChoice(value, label) for value, label in (
     ("", "Detect"), ("utf-8", "UTF-8"), ("utf-16", "UTF-16 (with BOM)"),
@@ -137,3 +140,33 @@ class ResendForm(FlaskForm):
     batch_id = HiddenField()
     resend_selected = SubmitField("Resend selected")
     all_failed = SubmitField("Resend all failed")
+
+
+def _between(bounds: tuple[int, int]) -> list:
+    low, high = bounds
+    return [InputRequired("Enter a whole number."),
+            NumberRange(low, high, f"Enter a whole number from {low} to {high}.")]
+
+
+class PasswordPolicyForm(FlaskForm):
+    """Admin > People > Password policy: the rules every chosen or generated password follows."""
+
+    min_length = IntegerField("Minimum length (characters)", validators=_between(MIN_LENGTH_RANGE))
+    max_length = IntegerField("Maximum length (characters)", validators=_between(MAX_LENGTH_RANGE))
+    require_lowercase = BooleanField("Require a lower-case letter")
+    require_uppercase = BooleanField("Require an upper-case letter")
+    require_digit = BooleanField("Require a digit")
+    require_symbol = BooleanField("Require a symbol")
+    refuse_personal = BooleanField(
+        "Refuse passwords containing the username, first name, surname or e-mail local part")
+    refuse_common = BooleanField("Refuse the 30,000 most common passwords")
+    refuse_reuse = BooleanField("Refuse reusing the current password")
+    temp_password_days = IntegerField("Generated passwords are valid for (days)",
+                                      validators=_between(TEMP_DAYS_RANGE))
+    submit = SubmitField("Save policy")
+
+    def validate_max_length(self, field) -> None:
+        """The maximum cannot be below the minimum."""
+        if self.min_length.data is not None and field.data is not None \
+                and field.data < self.min_length.data:
+            raise ValidationError("The maximum length cannot be below the minimum length.")
