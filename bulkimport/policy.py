@@ -5,7 +5,6 @@ page, `create-admin`, the generated invitation passwords) goes through it."""
 from __future__ import annotations
 
 import secrets
-import string
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,15 +35,18 @@ class PolicyFailure:
     message: str
 
 
-def load_policy(session: Session) -> PasswordPolicy:
-    """The policy in force: the saved row, or the defaults (unsaved) when none was saved yet."""
-    policy = session.get(PasswordPolicy, 1)
-    if policy is None:
-        policy = PasswordPolicy(id=1)
-        for column in PasswordPolicy.__table__.columns:  # defaults apply on insert only
-            if column.default is not None and not callable(column.default.arg):
-                setattr(policy, column.key, column.default.arg)
+def default_policy() -> PasswordPolicy:
+    """A policy with the defaults of the model's columns (not added to any session)."""
+    policy = PasswordPolicy(id=1)
+    for column in PasswordPolicy.__table__.columns:  # column defaults apply on insert only
+        if column.default is not None and not callable(column.default.arg):
+            setattr(policy, column.key, column.default.arg)
     return policy
+
+
+def load_policy(session: Session) -> PasswordPolicy:
+    """The policy in force: the saved row, or the defaults when none was saved yet."""
+    return session.get(PasswordPolicy, 1) or default_policy()
 
 
 POLICY_FIELDS = ("min_length", "max_length", "require_lowercase", "require_uppercase",
@@ -169,4 +171,4 @@ def generate_password(policy: PasswordPolicy, **personal: str) -> str:
 
 
 def _is_symbol(char: str) -> bool:
-    return not char.isalnum() and not char.isspace() or char in string.punctuation
+    return not char.isalnum() and not char.isspace()

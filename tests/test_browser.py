@@ -11,6 +11,7 @@ BULKIMPORT_SCREENSHOTS=1.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from contextlib import contextmanager
@@ -187,11 +188,37 @@ def test_invitations_reach_100_percent_and_the_password_logs_in(mail_live_server
     expect(page.locator('[data-count="sent"]')).to_have_text("3")
     screenshot(page, tmp_path, "invitations.png")
 
+    # lchen's row says "Change password next time" = 1: the delivered password logs in, and
+    # leads to nothing but "Choose a new password" until a password of the policy is chosen.
     password = handler.last_password("li.chen@example.com")
     page.get_by_role("button", name="Log out").click()
     log_in(page, base, "lchen", password)
     expect(page.get_by_text("Signed in as")).to_contain_text("lchen")
-    expect(page.get_by_role("heading", name="Welcome, Li")).to_be_visible()
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    page.goto(f"{base}/account")
+    expect(page).to_have_url(re.compile(r"/account/password\?next=/account$"))
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+
+    def choose(new_password: str) -> None:
+        page.get_by_label("Current password").fill(password)
+        page.get_by_label("New password", exact=True).fill(new_password)
+        page.get_by_label("Confirm the new password").fill(new_password)
+        page.get_by_role("button", name="Change password").click()
+
+    choose("my-lchen-password-2026")
+    expect(page.get_by_text("The password must not contain the username.")).to_be_visible()
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    screenshot(page, tmp_path, "choose-password.png")
+    choose("tulip-harbour-47-lantern")
+    expect(page.get_by_role("alert").filter(has_text="Your password has been changed")) \
+        .to_be_visible()
+    expect(page.get_by_role("heading", name="Account")).to_be_visible()
+    page.goto(f"{base}/")
+    expect(page.get_by_role("heading", name="Account")).to_be_visible()
+
+    page.get_by_role("button", name="Log out").click()
+    log_in(page, base, "lchen", "tulip-harbour-47-lantern")
+    expect(page.get_by_role("heading", name="Account")).to_be_visible()
     assert page.problems == []
 
 

@@ -9,9 +9,10 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..models import Invitation
+from ..models import Invitation, User, utcnow
 
 STATUSES = (Invitation.QUEUED, Invitation.SENDING, Invitation.SENT, Invitation.FAILED)
+EXPIRED = "expired"  # not a stored status: a sent invitation whose password is past its validity
 
 
 def invitation_counts(batch_id: int | None = None) -> dict[str, int]:
@@ -22,7 +23,16 @@ def invitation_counts(batch_id: int | None = None) -> dict[str, int]:
     counts = dict.fromkeys(STATUSES, 0)
     counts.update(dict(db.session.execute(query).all()))
     counts["total"] = sum(counts[s] for s in STATUSES)
+    counts[EXPIRED] = db.session.scalar(
+        select(func.count()).select_from(Invitation).join(Invitation.user)
+        .where(expired_condition(), *([Invitation.batch_id == batch_id] if batch_id else [])))
     return counts
+
+
+def expired_condition():
+    """Sent invitations whose password has passed its validity without being replaced: the
+    user can no longer log in with it and needs Resend."""
+    return (Invitation.status == Invitation.SENT) & (User.temp_password_expires_at <= utcnow())
 
 
 def progress(counts: dict[str, int], paused: str | None) -> dict:

@@ -10,8 +10,8 @@ from sqlalchemy.orm import joinedload
 from ..extensions import db
 from ..mailing.jobs import wake
 from ..mailing.sending import paused_reason, resend
-from ..mailing.status import STATUSES, invitation_counts, progress
-from ..models import ImportBatch, Invitation
+from ..mailing.status import EXPIRED, STATUSES, expired_condition, invitation_counts, progress
+from ..models import ImportBatch, Invitation, User, utcnow
 from . import bp
 from .forms import ResendForm, page_number, whole_number
 
@@ -24,6 +24,8 @@ def _invitations_query(batch_id: int | None, status: str):
         query = query.where(Invitation.batch_id == batch_id)
     if status in STATUSES:
         query = query.where(Invitation.status == status)
+    elif status == EXPIRED:
+        query = query.join(User, Invitation.user_id == User.id).where(expired_condition())
     return query
 
 
@@ -47,7 +49,7 @@ def _invitations_page(batch: ImportBatch | None):
     counts = invitation_counts(batch_id)
     return render_template("people/invitations.html", batch=batch, page=page, status=status,
                            counts=counts, progress=progress(counts, paused_reason()),
-                           form=ResendForm())
+                           form=ResendForm(), now=utcnow())
 
 
 @bp.get("/import/<int:batch_id>/invitations.json")

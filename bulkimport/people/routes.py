@@ -206,7 +206,7 @@ def delimiter_name(delimiter: str) -> str:
 def status_badge(status: str) -> str:
     """The Bootstrap badge class of an invitation status."""
     return {"queued": "text-bg-secondary", "sending": "text-bg-info", "sent": "text-bg-success",
-            "failed": "text-bg-danger"}.get(status, "text-bg-light")
+            "failed": "text-bg-danger", "expired": "text-bg-warning"}.get(status, "text-bg-light")
 
 
 @bp.app_template_filter("display_value")
