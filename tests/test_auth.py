@@ -80,18 +80,12 @@ def test_admin_pages_give_others_403(app, path):
 
 @pytest.mark.parametrize("target,expected", [
     ("/admin/people?q=x", "/admin/people?q=x"), ("https://evil.example/", "/"),
-    ("//evil.example/", "/"), ("javascript:alert(1)", "/"), ("admin/people", "/")])
+    ("//evil.example/", "/"), ("javascript:alert(1)", "/"), ("admin/people", "/"),
+    ("/\\evil.example/", "/"), ("/\\\\evil.example/", "/")])
 def test_next_only_redirects_inside_the_site(app, admin, target, expected):
     response = app.test_client().post("/login", query_string={"next": target},
                                       data={"username": "boss", "password": ADMIN_PASSWORD})
     assert response.location == expected
-
-
-def test_session_cookie_flags(app, admin):
-    response = app.test_client().post("/login", data={"username": "boss",
-                                                      "password": ADMIN_PASSWORD})
-    cookie = response.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
 @pytest.fixture

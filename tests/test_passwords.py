@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import ADMIN_PASSWORD, import_file, sample, upload
+from conftest import ADMIN_PASSWORD, import_file, login_admin, sample, upload
 from sqlalchemy import select, update
 
 from bulkimport.accounts import AccountError, create_admin
@@ -154,7 +155,19 @@ def test_bad_policy_values_are_refused_and_nothing_is_saved(app, client, changes
         assert db.session.scalar(select(AuditEvent)) is None
 
 
-def test_the_saved_policy_governs_imports_create_admin_and_generated_passwords(app, client):
+def send_invitations_now(app) -> None:
+    """Run the sweep that enqueues due invitations, and the in-process jobs it starts."""
+    from bulkimport.jobs import wait_for_jobs
+    from bulkimport.mailing.jobs import sweep
+
+    with app.app_context():
+        sweep()
+    wait_for_jobs(app)
+
+
+def test_the_saved_policy_governs_imports_create_admin_and_generated_passwords(app_factory):
+    app = app_factory(MAIL_RATE_PER_MINUTE=0)  # the process-wide throttle is not this test's
+    client = login_admin(app)
     client.post("/admin/people/password-policy",
                 data={**POLICY_FORM, "min_length": "24", "require_symbol": "y"})
     response = upload(client, b"username,firstname,surname,email,password\n"
@@ -164,14 +177,7 @@ def test_the_saved_policy_governs_imports_create_admin_and_generated_passwords(a
     with app.app_context(), pytest.raises(AccountError, match="at least 24 characters"):
         create_admin(db.session, "second", "second@example.com", "twenty-characters-ok")
     import_file(client, sample("minimal.csv"))
-    from bulkimport.jobs import wait_for_jobs
-    from bulkimport.mailing.jobs import sweep
-
-    with app.app_context():
-        sweep()
-    wait_for_jobs(app)
-    from pathlib import Path
-
+    send_invitations_now(app)
     messages = sorted((Path(app.instance_path) / "outbox").glob("*.eml"))
     assert len(messages) == 3
     for message in messages:
@@ -387,14 +393,11 @@ def test_a_valid_temporary_password_logs_in_with_a_reminder(app):
     assert "You logged in with a temporary password; it stops working on" in page
 
 
-def test_an_expired_invitation_shows_as_expired_with_resend(app, client):
+def test_an_expired_invitation_shows_as_expired_with_resend(app_factory):
+    app = app_factory(MAIL_RATE_PER_MINUTE=0)
+    client = login_admin(app)
     import_file(client, sample("minimal.csv"))
-    from bulkimport.jobs import wait_for_jobs
-    from bulkimport.mailing.jobs import sweep
-
-    with app.app_context():
-        sweep()
-    wait_for_jobs(app)
+    send_invitations_now(app)
     with app.app_context():
         db.session.execute(update(User).where(User.username == "jsmith").values(
             temp_password_expires_at=utcnow() - timedelta(hours=1)))
@@ -404,6 +407,8 @@ def test_an_expired_invitation_shows_as_expired_with_resend(app, client):
     row = re.search(r'<tr data-invitation="(\d+)">(?:(?!</tr>).)*expired(?:(?!</tr>).)*</tr>',
                     page, re.S)
     assert "jsmith" in row.group(0) and 'name="one"' in row.group(0) and "Resend" in row.group(0)
+    people = client.get("/admin/people").get_data(as_text=True)
+    assert people.count('data-invitation="expired"') == 1
     only = client.get("/admin/people/invitations?status=expired").get_data(as_text=True)
     assert only.count('<tr data-invitation=') == 1 and "jsmith" in only
 

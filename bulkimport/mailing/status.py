@@ -55,9 +55,13 @@ def progress(counts: dict[str, int], paused: str | None) -> dict:
 
 
 def latest_status_by_user(user_ids: list[int]) -> dict[int, str]:
-    """The status of each user's most recent invitation, for the user list."""
+    """The status of each user's most recent invitation, for the user list ("expired" for a sent
+    one whose password is past its validity)."""
     if not user_ids:
         return {}
-    rows = db.session.execute(select(Invitation.user_id, Invitation.status)
-                              .where(Invitation.user_id.in_(user_ids)).order_by(Invitation.id))
-    return dict(rows.all())  # later invitations overwrite earlier ones
+    rows = db.session.execute(
+        select(Invitation.user_id, Invitation.status, User.temp_password_expires_at)
+        .join(Invitation.user).where(Invitation.user_id.in_(user_ids)).order_by(Invitation.id))
+    now = utcnow()
+    return {user_id: EXPIRED if status == Invitation.SENT and expires and expires <= now
+            else status for user_id, status, expires in rows}  # later invitations win
