@@ -236,3 +236,38 @@ class AuditEvent(db.Model):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     address: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+
+
+class Language(db.Model):
+    """A language of the site (Admin > System > Localisation); exactly one is the default, to
+    which users without a translation of their own language fall back."""
+
+    __tablename__ = "languages"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    is_default: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TemplateVersion(db.Model):
+    """One saved state of a notification template in one language; the newest is in force.
+    A `reset` version has no content: the language uses the shipped template (or falls back)."""
+
+    __tablename__ = "template_versions"
+    __table_args__ = (Index("ix_template_versions_name_language", "name", "language", "id"),)
+
+    SAVE, RESTORE, RESET = "save", "restore", "reset"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    language: Mapped[str] = mapped_column(ForeignKey("languages.code"))
+    kind: Mapped[str] = mapped_column(String(16), default=SAVE)
+    subject: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    restored_from_id: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    created_by: Mapped[User | None] = relationship()

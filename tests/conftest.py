@@ -127,6 +127,9 @@ def _empty_tables(app) -> None:
             else:
                 for name in names:
                     conn.execute(text(f"DELETE FROM {name}"))
+            # the row the migrations seed: English, the default language
+            conn.execute(text("INSERT INTO languages (code, name, is_default, created_at) "
+                              "VALUES ('en', 'English', true, CURRENT_TIMESTAMP)"))
         db.session.remove()
         db.engine.dispose()
 

@@ -93,6 +93,7 @@ def test_excel_unicode_text_is_detected(app, client):
 
 
 def test_custom_fields_without_definitions_names_the_columns(app, client):
+    client.post("/admin/system/localisation/languages", data={"code": "fr", "name": "Français"})
     batch_id = batch_id_of(upload(client, sample("custom-fields.csv")))
     page = review_page(client, batch_id)
     unknown = re.search(r'id="unknown-columns">(.*?)</div>', page, re.S).group(1)

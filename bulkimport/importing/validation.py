@@ -17,6 +17,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..localisation.service import language_codes, language_key
 from ..models import ImportRow, PasswordPolicy, User, fold_key
 from ..policy import check_password, failure_messages, load_policy
 from ..security import seal_password
@@ -104,6 +105,7 @@ def plan_table(
     columns = {f: i for i, f in enumerate(table.fields) if f is not None}
 
     rows = [_check_row(record, columns, table.headings, allowed) for record in table.records]
+    _check_languages(rows, language_codes(session))
     _mark_duplicates(rows)
     existing = _existing_users(session, {fold_key(r.values["username"]) for r in rows
                                          if r.values.get("username")})
@@ -287,6 +289,22 @@ def _lookalikes(session: Session, rows: list[RowPlan]) -> dict[str, str]:
         query = select(User.username_key, User.username).where(condition)
         names.update(dict(session.execute(query).all()))
     return {shape: names[shape] for shape in wanted if shape in names}
+
+
+def _check_languages(rows: list[RowPlan], codes: dict[str, str]) -> None:
+    """A language must be one of the site's (Admin > System > Localisation); it is stored as
+    the site writes it (pt_BR in the file is the site's pt-br)."""
+    for row in rows:
+        value = row.values.get("language")
+        if not value or not _LANGUAGE.match(value):
+            continue
+        code = codes.get(language_key(value))
+        if code is None:
+            row.errors.append(f"language “{value}” is not a language of this site (it has "
+                              f"{', '.join(sorted(codes.values()))}); add it under Admin > "
+                              "System > Localisation first.")
+        else:
+            row.values["language"] = code
 
 
 def _password_errors(password: str, values: dict, policy: PasswordPolicy) -> list[str]:

@@ -11,6 +11,7 @@ every possibly-accepted password working. These functions own their transactions
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 import uuid
@@ -20,10 +21,11 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from ..extensions import db
+from ..localisation.service import invitation_template
 from ..models import Invitation, SystemState, utcnow
 from ..policy import generate_password, load_policy
 from ..security import hash_password
-from .templating import RenderError, invitation_context, invitation_template, render
+from .templating import NotificationTemplate, RenderError, invitation_context, render
 from .throttle import LocalThrottle, RedisThrottle
 from .transport import SendFailure, build_message, transport_for
 
@@ -151,7 +153,7 @@ def send_one(invitation_id: int, token: str, transport) -> tuple[str, SendFailur
 
     failure: SendFailure | None = None
     try:
-        subject, html, text = render(invitation_template(language), context)
+        subject, html, text = render(invitation_template(session, language), context)
         message = build_message(sender=config["MAIL_DEFAULT_SENDER"], recipient=recipient,
                                 subject=subject, text=text, html=html)
     except RenderError as exc:
@@ -236,6 +238,22 @@ def backoff(attempts: int) -> float:
     base = current_app.config["MAIL_RETRY_SECONDS"]
     delay = min(base * 2 ** max(attempts - 1, 0), MAX_BACKOFF)
     return delay * random.uniform(0.8, 1.2)
+
+
+def send_test_message(template: NotificationTemplate, context: dict, recipient: str) -> None:
+    """Render `template` with `context` and send it to `recipient` now, over the configured
+    transport and under the shared send-rate limit, as the template editor's test e-mail;
+    raises RenderError or SendFailure with the reason."""
+    config = current_app.config
+    subject, html, text = render(template, context)
+    message = build_message(sender=config["MAIL_DEFAULT_SENDER"], recipient=recipient,
+                            subject=f"[Test] {subject}", text=text, html=html)
+    wait = make_throttle().reserve()
+    if wait > 0:
+        raise SendFailure("temporary", f"The send-rate limit is reached; try again in "
+                          f"{math.ceil(wait)} seconds.")
+    with transport_for(config, current_app.instance_path) as transport:
+        transport.send(message)
 
 
 def make_throttle():

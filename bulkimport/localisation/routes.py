@@ -1,0 +1,224 @@
+"""Views of Admin > System > Localisation: the languages with their templates, and the
+Edit Notification Template page (save, preview, test e-mail, versions, reset)."""
+
+from __future__ import annotations
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from ..extensions import db
+from ..mailing import sending
+from ..mailing.templating import NotificationTemplate, RenderError, render
+from ..mailing.transport import SendFailure
+from ..models import Language, TemplateVersion, User, fold_key
+from . import bp
+from .forms import DefaultLanguageForm, LanguageForm, RestoreForm, TemplateForm
+from .service import (
+    NOTIFICATIONS,
+    LocalisationError,
+    add_language,
+    as_template,
+    current_version,
+    difference,
+    editor_sample,
+    effective_template,
+    languages,
+    reset_template,
+    restore_version,
+    save_template,
+    set_default_language,
+    versions,
+)
+
+PASSWORD_MASK = "••••••••••••"
+
+
+@bp.get("")
+def index():
+    """The languages of the site and, under each, its notification templates and their state."""
+    return _index_page(LanguageForm(), _default_form())
+
+
+def _default_form() -> DefaultLanguageForm:
+    form = DefaultLanguageForm()
+    found = languages(db.session)
+    form.language.choices = [(lang.code, f"{lang.name} ({lang.code})") for lang in found]
+    form.language.data = form.language.data or next(
+        (lang.code for lang in found if lang.is_default), None)
+    return form
+
+
+def _index_page(language_form: LanguageForm, default_form: DefaultLanguageForm):
+    rows = []
+    for language in languages(db.session):
+        templates = [(name, title, effective_template(db.session, name, language.code))
+                     for name, (title, _, _) in NOTIFICATIONS.items()]
+        rows.append((language, templates))
+    return render_template("localisation/index.html", rows=rows, language_form=language_form,
+                           default_form=default_form)
+
+
+@bp.post("/languages")
+def add_language_view():
+    """Add a language by code and name."""
+    form = LanguageForm()
+    if form.validate_on_submit():
+        try:
+            language = add_language(db.session, form.code.data, form.name.data,
+                                    actor_id=current_user.id)
+        except LocalisationError as exc:
+            form.code.errors = [str(exc)]
+        else:
+            db.session.commit()
+            flash(f"{language.name} ({language.code}) is now a language of the site; until its "
+                  "templates are translated, its users get the default language's.", "success")
+            return redirect(url_for(".index"))
+    return _index_page(form, _default_form()), 400
+
+
+@bp.post("/default")
+def set_default_view():
+    """Make one language the site's default."""
+    form = _default_form()
+    if form.validate_on_submit():
+        set_default_language(db.session, form.language.data, actor_id=current_user.id)
+        db.session.commit()
+        flash("The default language has been changed.", "success")
+        return redirect(url_for(".index"))
+    return _index_page(LanguageForm(), form), 400
+
+
+def _language_and_name(code: str, name: str) -> tuple[Language, str]:
+    language = db.session.get(Language, code)
+    if language is None or name not in NOTIFICATIONS:
+        abort(404)
+    return language, name
+
+
+@bp.route("/<code>/templates/<name>", methods=["GET", "POST"])
+def edit_template(code: str, name: str):
+    """Edit Notification Template: save (checked first), preview, send a test e-mail, reset."""
+    language, name = _language_and_name(code, name)
+    effective = effective_template(db.session, name, language.code)
+    form = TemplateForm()
+    if request.method == "GET":
+        form.subject.data = effective.template.subject
+        form.html.data = effective.template.html
+        form.text.data = effective.template.text
+    problems: list[str] = []
+    preview = None
+    if form.validate_on_submit():
+        typed = NotificationTemplate(subject=form.subject.data or "", html=form.html.data or "",
+                                     text=form.text.data or "")
+        if form.reset.data:
+            reset_template(db.session, name, language.code, actor_id=current_user.id)
+            db.session.commit()
+            after = effective_template(db.session, name, language.code)
+            flash(f"Reset to default: {language.name} now uses "
+                  f"{_source_sentence(after)}.", "success")
+            return redirect(url_for(".edit_template", code=code, name=name))
+        if form.save.data:
+            if effective.source == "saved" and typed == effective.template:
+                flash("Nothing changed since the version in force.", "info")
+                return redirect(url_for(".edit_template", code=code, name=name))
+            try:
+                save_template(db.session, name, language.code, typed, actor_id=current_user.id)
+            except LocalisationError as exc:
+                db.session.rollback()
+                problems = str(exc).splitlines()
+            else:
+                db.session.commit()
+                flash("The template has been saved; it is used from the next e-mail on.",
+                      "success")
+                return redirect(url_for(".edit_template", code=code, name=name))
+        elif form.preview.data:
+            preview, problems = _preview(typed, language.code, form)
+        elif form.send_test.data:
+            problems = _send_test(typed, language.code)
+    compare = _compare(request.args.get("compare"), effective.template, name, language.code)
+    return render_template(
+        "localisation/edit.html", language=language, name=name,
+        title=NOTIFICATIONS[name][0], variables=NOTIFICATIONS[name][2], form=form,
+        effective=effective, source_sentence=_source_sentence(effective), problems=problems,
+        preview=preview, versions=versions(db.session, name, language.code),
+        current=current_version(db.session, name, language.code), compare=compare,
+        restore_form=RestoreForm()), (200 if not problems else 422)
+
+
+def _preview(template: NotificationTemplate, language: str, form: TemplateForm):
+    """(subject, html, text) rendered with sample data or the chosen user (password masked),
+    or the problems."""
+    person = {}
+    must_change = True
+    username = (form.preview_user.data or "").strip()
+    if username:
+        user = db.session.scalar(select(User).where(User.username_key == fold_key(username)))
+        if user is None:
+            return None, [f"There is no user named “{username}” to preview with."]
+        person = {"username": user.username, "firstname": user.firstname,
+                  "surname": user.surname, "email": user.email}
+        must_change = user.must_change_password
+    context = editor_sample(db.session, language, **person)
+    context.update(password=PASSWORD_MASK, must_change_password=must_change)
+    try:
+        return render(template, context), []
+    except RenderError as exc:
+        return None, [f"The preview cannot be rendered: {exc}"]
+
+
+def _send_test(template: NotificationTemplate, language: str) -> list[str]:
+    """Send the template as typed to the editor's own address; returns the problems."""
+    me = current_user
+    context = editor_sample(db.session, language, username=me.username,
+                            firstname=me.firstname, surname=me.surname, email=me.email)
+    try:
+        sending.send_test_message(template, context, me.email)
+    except RenderError as exc:
+        return [f"The test e-mail cannot be rendered: {exc}"]
+    except SendFailure as exc:
+        return [f"The test e-mail was not sent: {exc.reason}"]
+    where = ("written to the outbox (Admin > System > Outbox)"
+             if not current_app.config["MAIL_SERVER"] else f"sent to {me.email}")
+    flash(f"A test e-mail (with a sample password, not a real one) was {where}.", "success")
+    return []
+
+
+def _compare(version_id: str | None, current: NotificationTemplate, name: str, language: str):
+    """(version, {part: diff lines}) of the version asked for against the template in force."""
+    if not version_id or not version_id.isdigit():
+        return None
+    version = db.session.get(TemplateVersion, int(version_id))
+    if version is None or (version.name, version.language) != (name, language) \
+            or version.kind == TemplateVersion.RESET:
+        return None
+    return version, difference(as_template(version), current)
+
+
+def _source_sentence(effective) -> str:
+    if effective.source == "saved":
+        return "its own template"
+    if effective.source == "default language":
+        return f"the default language's template ({effective.language})"
+    return "the shipped English template"
+
+
+@bp.post("/<code>/templates/<name>/versions/<int:version_id>/restore")
+def restore(code: str, name: str, version_id: int):
+    """Make an earlier version the one in force again."""
+    language, name = _language_and_name(code, name)
+    form = RestoreForm()
+    if not form.validate_on_submit():
+        abort(400)
+    version = db.session.get(TemplateVersion, version_id)
+    if version is None or (version.name, version.language) != (name, language.code):
+        abort(404)
+    try:
+        restore_version(db.session, version_id, actor_id=current_user.id)
+    except LocalisationError as exc:
+        db.session.rollback()
+        flash(f"Version {version_id} cannot be restored: {exc}", "danger")
+    else:
+        db.session.commit()
+        flash(f"Version {version_id} has been restored as the template in force.", "success")
+    return redirect(url_for(".edit_template", code=code, name=name))
