@@ -56,3 +56,22 @@ def test_refused_templates(source, message):
     with pytest.raises(RenderError) as refused:
         render(only_subject(source), CONTEXT)
     assert message in str(refused.value)
+
+
+def test_render_time_is_bounded(monkeypatch):
+    """Thirty macros that each call the next twice, printing nothing: 2**30 calls, stopped by
+    the deadline that every call checks."""
+    from bulkimport.mailing import templating
+
+    monkeypatch.setattr(templating, "RENDER_SECONDS", 0.05)
+    chain = "{% macro m0() %}{% endmacro %}" + "".join(
+        f"{{% macro m{i}() %}}{{{{ m{i - 1}() }}}}{{{{ m{i - 1}() }}}}{{% endmacro %}}"
+        for i in range(1, 30)) + "{{ m29() }}"
+    with pytest.raises(RenderError, match="rendering takes longer than 0.05 s"):
+        render(only_subject(chain), CONTEXT)
+
+
+def test_loops_pay_from_one_budget_across_the_parts():
+    loop = "{% for c in 'a' * 400 %}{% endfor %}"
+    with pytest.raises(RenderError, match="text body: the loops run more than 1000 times"):
+        render(NotificationTemplate(subject=loop, html=loop, text=loop), CONTEXT)

@@ -79,6 +79,8 @@ MAX_ITERATIONS = 1_000  # the invitation's variables are short strings: no e-mai
 MAX_WORK_CHARS = 1_000_000  # printed characters, including those captured by set and macros
 RENDER_SECONDS = 1.0
 MAX_SOURCE_CHARS = 50_000
+# Filters the guard inserts; their names are not identifiers, so a template cannot use them.
+GUARD_FILTER, CONCAT_FILTER = "bulkimport:guarded_iter", "bulkimport:capped_concat"
 
 # str methods a template may call: none of them can build a value longer than its input.
 SAFE_STR_METHODS = frozenset({
@@ -176,8 +178,9 @@ class _CappedSandbox(ImmutableSandboxedEnvironment):
         if operator == "%" and isinstance(left, str):
             raise RenderError("% formatting of text is not available; join text with ~")
         if operator == "+" and isinstance(left, (str, list, tuple)) \
-                and isinstance(right, (str, list, tuple)):
-            _check_size(range(len(left) + len(right)))
+                and isinstance(right, (str, list, tuple)) \
+                and len(left) + len(right) > MAX_OUTPUT_CHARS:
+            raise RenderError("the template builds a value that is too large")
         return super().call_binop(context, operator, left, right)
 
     def getattr(self, obj, attribute):
@@ -208,18 +211,18 @@ class _Guard(NodeTransformer):
     """Rewrites a parsed template so that loops pay from the budget and `~` is capped."""
 
     def visit_For(self, node: nodes.For) -> nodes.For:
-        """`for x in items` becomes `for x in items | _guarded_iter`."""
+        """`for x in items` loops over the items through the budget's guard."""
         if node.recursive:  # a recursive loop's inner calls would bypass the guard
             raise TemplateSyntaxError("recursive loops are not available", node.lineno)
         self.generic_visit(node)
-        node.iter = nodes.Filter(node.iter, "_guarded_iter", [], [], None, None,
+        node.iter = nodes.Filter(node.iter, GUARD_FILTER, [], [], None, None,
                                  lineno=node.lineno)
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Filter:
-        """`a ~ b` becomes `[a, b] | _capped_concat`."""
+        """`a ~ b` becomes a capped join of `[a, b]`."""
         self.generic_visit(node)
-        return nodes.Filter(nodes.List(node.nodes, lineno=node.lineno), "_capped_concat", [], [],
+        return nodes.Filter(nodes.List(node.nodes, lineno=node.lineno), CONCAT_FILTER, [], [],
                             None, None, lineno=node.lineno)
 
 
@@ -242,8 +245,8 @@ def _environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
     env.filters = {name: _check_size_filter(builtin[name]) for name in ALLOWED_FILTERS}
     for name, function in (("replace", _safe_replace), ("join", _safe_join)):
         env.filters[name] = function
-    env.filters["_guarded_iter"] = _guarded_iter
-    env.filters["_capped_concat"] = _capped_concat
+    env.filters[GUARD_FILTER] = _guarded_iter
+    env.filters[CONCAT_FILTER] = _capped_concat
     return env
 
 
