@@ -256,3 +256,48 @@ def test_add_and_update_headings_together_select_every_page(app_factory, page):
         expect(confirmation).to_contain_text("150 users added")
         expect(confirmation).to_contain_text("150 updated")
         assert page.problems == []
+
+
+def test_edit_the_invitation_template_then_a_broken_one_is_refused(mail_live_server, page,
+                                                                    tmp_path):
+    from playwright.sync_api import expect
+
+    base, handler = mail_live_server
+    log_in(page, base, "boss", ADMIN_PASSWORD)
+    page.goto(f"{base}/admin/system/localisation")
+    page.get_by_role("link", name="Edit Notification Template").click()
+    expect(page.get_by_role("heading", name="Edit Notification Template")).to_be_visible()
+    page.get_by_label("Subject").fill("Welcome aboard, {{ firstname }}!")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("The template has been saved")).to_be_visible()
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#preview-subject")).to_have_text("Welcome aboard, Jane!")
+    html_preview = page.frame_locator("iframe[title='HTML body preview']")
+    expect(html_preview.get_by_text("Hello Jane,")).to_be_visible()
+    screenshot(page, tmp_path, "template-editor.png")
+
+    page.goto(f"{base}/admin/people/import")
+    page.get_by_label("CSV file").set_input_files(
+        {"name": "one.csv", "mimeType": "text/csv",
+         "buffer": b"username,firstname,surname,email\nnkim,Nora,Kim,nora.kim@example.com\n"})
+    page.get_by_label(GENERATE_LABEL, exact=True).check()
+    page.get_by_role("button", name="Upload and review").click()
+    page.locator('input[data-select-all="add"]').check()
+    page.get_by_role("button", name="Submit", exact=True).click()
+    page.get_by_role("link", name="Invitation status").click()
+    expect(page.locator('[data-count="sent"]')).to_have_text("1", timeout=30_000)
+    [raw] = [m for _, address, m in handler.accepted if address == "nora.kim@example.com"]
+    assert b"Subject: Welcome aboard, Nora!" in raw
+
+    page.goto(f"{base}/admin/system/localisation/en/templates/"
+              "panels.peopleadmin_edituser.new_user_email_notification")
+    page.get_by_label("Text body").fill("Hello {{ firstname }}\n{% if must_change_password %}\n"
+                                        "Please change your password.")
+    page.get_by_role("button", name="Save").click()
+    problems = page.locator("#template-problems")
+    expect(problems).to_contain_text("Nothing was saved")
+    expect(problems).to_contain_text("text body, line 2: Unexpected end of template")
+    expect(page.get_by_label("Text body")).to_have_value(re.compile(r"Please change your password"))
+    screenshot(page, tmp_path, "template-error.png")
+    # the refusal is a 422 answer (which the console reports too); nothing else went wrong
+    assert [p for p in page.problems if "422" not in p] == []
