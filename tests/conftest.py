@@ -70,10 +70,16 @@ def postgres_database():
     """A database of our own on the PostgreSQL server, created once and dropped at the end."""
     require(bool(POSTGRES_URL), "PostgreSQL (BULKIMPORT_TEST_POSTGRES_URL)")
     server = make_url(POSTGRES_URL)
-    name = f"bulkimport_test_{_worker_suffix()}"
+    # The process id keeps two runs on one server apart; databases of processes that no longer
+    # exist (a run that was killed) are dropped here.
+    name = f"bulkimport_test_{os.getpid()}_{_worker_suffix()}"
     admin_engine = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin_engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        for (stale,) in conn.execute(text(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'bulkimport\\_test\\_%'")):
+            pid = stale.split("_")[2]
+            if not pid.isdigit() or not os.path.exists(f"/proc/{pid}"):
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{stale}" WITH (FORCE)'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     yield server.set(database=name).render_as_string(hide_password=False)
     with admin_engine.connect() as conn:

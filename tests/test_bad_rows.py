@@ -174,6 +174,10 @@ BAD_ROWS = {
     "language-not-a-code": Case([GOOD + ",en", "ann,Ann,Lee,ann@example.com,English"],
                                 "language “English” is not a language code such as en, fr or "
                                 "pt_BR.", heading=HEADING + ",language"),
+    "language-not-of-the-site": Case([GOOD + ",en", "ann,Ann,Lee,ann@example.com,de"],
+                                     "language “de” is not a language of this site (it has en); "
+                                     "add it under Admin > System > Localisation first.",
+                                     heading=HEADING + ",language"),
     "firstname-too-long": Case([GOOD, "ann," + "A" * 101 + ",Lee,ann@example.com"],
                                "firstname is longer than 100 characters."),
     "surname-too-long": Case([GOOD, "ann,Ann," + "L" * 101 + ",ann@example.com"],

@@ -328,3 +328,16 @@ def test_a_language_code_is_stored_as_the_site_writes_it(app, client):
                         b"ann,Ann,Lee,ann@example.com,pt_BR\n")
     with app.app_context():
         assert db.session.scalar(select(User.language).where(User.username == "ann")) == "pt-br"
+
+
+def test_users_choose_the_language_of_their_e_mails_on_the_account_page(app, client):
+    add_language(client, "fr", "Français")
+    page = client.get("/account").get_data(as_text=True)
+    assert "Language of your e-mails" in page and "Français (fr)" in page
+    assert client.post("/account/language", data={"language": "fr"}).location == "/account"
+    with app.app_context():
+        assert db.session.scalar(select(User.language).where(User.username == "boss")) == "fr"
+    assert client.post("/account/language", data={"language": "xx"}).status_code == 400
+    client.post("/account/language", data={"language": ""})
+    with app.app_context():
+        assert db.session.scalar(select(User.language).where(User.username == "boss")) is None

@@ -1,7 +1,7 @@
 """Forms of the auth blueprint: logging in and changing one's password."""
 
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField, SubmitField
+from wtforms import PasswordField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired
 
 
@@ -26,3 +26,10 @@ class ChangePasswordForm(FlaskForm):
     confirm_password = PasswordField("Confirm the new password", validators=[DataRequired()],
                                      render_kw={"autocomplete": "new-password"})
     submit = SubmitField("Change password")
+
+
+class LanguageChoiceForm(FlaskForm):
+    """The language of the user's e-mails, among the site's languages."""
+
+    language = SelectField("Language of your e-mails")
+    save_language = SubmitField("Save language")

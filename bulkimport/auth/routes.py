@@ -9,9 +9,10 @@ from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..extensions import db
+from ..localisation.service import languages
 from ..policy import load_policy, rules_in_force
 from . import bp
-from .forms import ChangePasswordForm, LoginForm
+from .forms import ChangePasswordForm, LanguageChoiceForm, LoginForm
 from .service import change_password as change_user_password
 from .service import log_in, temporary_password_notice
 
@@ -81,8 +82,34 @@ def logout():
 @bp.get("/account")
 @login_required
 def account():
-    """The user's own details and the way to change their password."""
-    return render_template("auth/account.html")
+    """The user's own details, the language of their e-mails, and the way to change their
+    password."""
+    return render_template("auth/account.html", language_form=_language_form())
+
+
+@bp.post("/account/language")
+@login_required
+def choose_language():
+    """Set the language of the user's own e-mails to one of the site's languages."""
+    form = _language_form()
+    if not form.validate_on_submit():
+        flash("Choose one of the languages of the site.", "danger")
+        return render_template("auth/account.html", language_form=form), 400
+    user = current_user._get_current_object()
+    user.language = form.language.data or None
+    db.session.commit()
+    flash("The language of your e-mails has been saved.", "success")
+    return redirect(url_for("auth.account"))
+
+
+def _language_form() -> LanguageChoiceForm:
+    form = LanguageChoiceForm()
+    form.language.choices = [("", "The site's default language")] + [
+        (language.code, f"{language.name} ({language.code})")
+        for language in languages(db.session)]
+    if not form.is_submitted():
+        form.language.data = current_user.language or ""
+    return form
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
