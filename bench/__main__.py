@@ -27,10 +27,11 @@ from bulkimport.accounts import create_admin
 from bulkimport.extensions import db
 from bulkimport.importing.apply import apply_rows, claim
 from bulkimport.importing.staging import UploadOptions, save_choices, stage_upload
+from bulkimport.localisation.service import add_language, language_key
 from bulkimport.models import ImportBatch, Invitation, User, utcnow
 
 from .environment import DATA, PROJECT, bench_database, make_app
-from .generate import make_csv, seed_users, user_record
+from .generate import LANGUAGES, make_csv, seed_users, user_record
 from .mail import WORKERS, MailResult, bench_mail, check_redis
 from .memory import MEMORY_URL_ENV
 
@@ -121,6 +122,8 @@ def prepare(app, users: int) -> int:
         upgrade()
         admin = create_admin(db.session, ADMIN, "bench.admin@example.com", ADMIN_PASSWORD)
         owner_id = admin.id
+        for code in sorted({language_key(c) for c in LANGUAGES if c} - {"en"}):
+            add_language(db.session, code, code.upper(), actor_id=owner_id)  # the files use them
         seed_users(db.session, users)
         db.session.commit()
         if db.engine.dialect.name == "postgresql":

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from bulkimport.localisation.service import language_key
 from bulkimport.models import User, fold_key, utcnow
 
 SEED = 20261125
@@ -123,7 +124,8 @@ def user_record(i: int, seed: int = SEED, *, now=None) -> dict:
         "username": p.username, "username_key": fold_key(p.username),
         "firstname": p.firstname, "surname": p.surname,
         "email": email, "email_key": fold_key(email),
-        "language": p.language or None, "must_change_password": p.must_change == "1",
+        "language": language_key(p.language) or None,  # as the import stores it
+        "must_change_password": p.must_change == "1",
         "password_hash": None, "is_admin": False, "active": True,
         "created_at": now, "updated_at": now,
     }
