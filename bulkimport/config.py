@@ -52,6 +52,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Encodings tried in order when a file is neither UTF-8 nor UTF-16 with BOM."),
     Setting("ALLOWED_EMAIL_DOMAINS", [], _list,
             "Intranet domains accepted although reserved (e.g. corp.local), comma separated."),
+    Setting("DATE_ORDER", "DMY", str,
+            "How dates with slashes in imported files are read: DMY (31/01/2026) or MDY "
+            "(01/31/2026); ISO dates (2026-01-31) always work."),
     Setting("BATCH_TTL_HOURS", 24, int,
             "Hours a reviewed but unsubmitted upload is kept before it is purged."),
     Setting("BACKGROUND_ROWS", 2000, int,

@@ -10,9 +10,17 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def neutralise(value: object) -> str:
-    """The cell as text, prefixed with ' when a spreadsheet would run it as a formula."""
+    """The cell as text, prefixed with ' when a spreadsheet would run it as a formula (or when
+    it starts with ' itself, so that `restore` gives back exactly the value)."""
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return "'" + text if text.startswith(FORMULA_STARTS + ("'",)) else text
+
+
+def restore(cell: str) -> str:
+    """The value of a cell that `neutralise` wrote: the import reads our exports unchanged."""
+    if len(cell) > 1 and cell[0] == "'" and cell[1] in "=+-@\t\r'":
+        return cell[1:]
+    return cell
 
 
 def csv_lines(rows: Iterable[Iterable[object]], delimiter: str = ",") -> Iterator[str]:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -90,6 +90,8 @@ class ImportBatch(db.Model):
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int]
     generate_passwords: Mapped[bool] = mapped_column(default=False)
+    # "Empty cells clear values": an empty cell of an optional column clears the stored value.
+    clear_empty: Mapped[bool] = mapped_column(default=False, server_default="0")
     encoding: Mapped[str] = mapped_column(String(32))
     delimiter: Mapped[str] = mapped_column(String(4))
     # [{"heading": "E-mail", "field": "email"}, …]; field is None for unknown columns.
@@ -237,6 +239,9 @@ class AuditEvent(db.Model):
     address: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
+    actor: Mapped[User | None] = relationship(foreign_keys=[actor_id])
+    user: Mapped[User | None] = relationship(foreign_keys=[user_id])
+
 
 class Language(db.Model):
     """A language of the site (Admin > System > Localisation); exactly one is the default, to
@@ -271,3 +276,41 @@ class TemplateVersion(db.Model):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
     created_by: Mapped[User | None] = relationship()
+
+
+class ProfileField(db.Model):
+    """A custom profile field defined by administrators (Admin > People > Profile fields); its
+    symbolic `name` is the CSV heading. Retired fields keep their values but leave imports and
+    exports."""
+
+    __tablename__ = "profile_fields"
+
+    TEXT, NUMBER, DATE, CHOICE, YESNO = "text", "number", "date", "choice", "yesno"
+    TYPES = (TEXT, NUMBER, DATE, CHOICE, YESNO)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+    label: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(16), default=TEXT)
+    options: Mapped[list[str]] = mapped_column(JSON, default=list)
+    required: Mapped[bool] = mapped_column(default=False)
+    unique: Mapped[bool] = mapped_column(default=False)
+    retired: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ProfileValue(db.Model):
+    """One user's value of one custom field, stored in its canonical text form (ISO dates,
+    numbers with a dot, the choice as defined, yes/no). `unique_key` is set for unique fields
+    only, so that the database itself refuses two users with the same value."""
+
+    __tablename__ = "profile_values"
+    __table_args__ = (UniqueConstraint("field_id", "unique_key"),)
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    field_id: Mapped[int] = mapped_column(ForeignKey("profile_fields.id", ondelete="CASCADE"),
+                                          primary_key=True, index=True)
+    value: Mapped[str] = mapped_column(Text)
+    unique_key: Mapped[str | None] = mapped_column(String(255))

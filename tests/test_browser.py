@@ -301,3 +301,52 @@ def test_edit_the_invitation_template_then_a_broken_one_is_refused(mail_live_ser
     screenshot(page, tmp_path, "template-error.png")
     # the refusal is a 422 answer (which the console reports too); nothing else went wrong
     assert [p for p in page.problems if "422" not in p] == []
+
+
+def test_custom_field_import_export_and_reimport_without_changes(live_server, page, tmp_path):
+    from playwright.sync_api import expect
+
+    base = live_server
+    log_in(page, base, "boss", ADMIN_PASSWORD)
+    page.goto(f"{base}/admin/system/localisation")
+    page.get_by_label("Code").fill("fr")
+    page.get_by_label("Name").fill("Français")
+    page.get_by_role("button", name="Add language").click()
+
+    page.goto(f"{base}/admin/people/fields")
+    page.get_by_role("link", name="New field").click()
+    page.get_by_label("Symbolic name (the CSV heading)").fill("department")
+    page.get_by_label("Label").fill("Department")
+    page.get_by_role("button", name="Save field").click()
+    expect(page.locator('[data-field="department"]')).to_be_visible()
+
+    def import_file(name: str, data: bytes) -> None:
+        page.goto(f"{base}/admin/people/import")
+        page.get_by_label("CSV file").set_input_files(
+            {"name": name, "mimeType": "text/csv", "buffer": data})
+        page.get_by_label(GENERATE_LABEL, exact=True).check()
+        page.get_by_role("button", name="Upload and review").click()
+
+    import_file("custom-fields.csv", sample("custom-fields.csv"))
+    expect(page.locator("#unknown-columns")).to_contain_text("phone, start_date")
+    page.locator('input[data-select-all="add"]').check()
+    page.get_by_role("button", name="Submit", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("2 users added")
+
+    page.goto(f"{base}/admin/people/export")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    exported = Path(download.value.path()).read_bytes()
+    assert exported.startswith(b"\xef\xbb\xbf")
+    lines = exported.decode("utf-8-sig").splitlines()
+    assert lines[0] == ("username,firstname,surname,email,language,Change password next time,"
+                        "department")
+    assert "rkhan,Rahul,Khan,rahul.khan@example.com,en,0,Finance" in lines
+    assert "sdubois,Sophie,Dubois,sophie.dubois@example.com,fr,0,Marketing" in lines
+
+    import_file("users.csv", exported)
+    for action in ("add", "update", "error"):
+        expect(page.locator(f'[data-count="{action}"] .big-number')).to_have_text("0")
+    expect(page.locator('[data-count="nochange"] .big-number')).to_have_text("3")
+    screenshot(page, tmp_path, "reimport-no-change.png")
+    assert page.problems == []

@@ -52,6 +52,9 @@ def log_in(session: Session, username: str, password: str, address: str | None) 
     # guesser who has already failed must not learn.
     first_failure = failures_of(session, account_key, account_limits, now) == 0
     record_failure(session, keys, now, address)
+    known = session.scalar(select(User.id).where(User.username_key == fold_key(username.strip())))
+    record_event(session, "login_failed", user_id=known, address=address,
+                 username=username.strip()[:100], **({"expired": True} if expired else {}))
     return LoginResult(message=EXPIRED if expired and first_failure else INVALID)
 
 

@@ -11,16 +11,29 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import current_app
-from sqlalchemy import JSON, DateTime, case, insert, literal, null, select, update
+from sqlalchemy import JSON, DateTime, bindparam, case, insert, literal, null, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..models import ImportBatch, ImportRow, Invitation, User, fold_key, utcnow
+from ..models import (
+    AuditEvent,
+    ImportBatch,
+    ImportRow,
+    Invitation,
+    ProfileField,
+    ProfileValue,
+    User,
+    fold_key,
+    utcnow,
+)
+from ..profile import unique_key
 from ..security import hash_password, new_session_epoch, unseal_password
 from .lookups import CHUNK, matching
+from .reader import HEADING_ALIASES
 
 # Columns of `users` that an Update may change; "password" is handled apart.
+STANDARD_FIELDS = frozenset(HEADING_ALIASES.values())
 UPDATABLE = ("username", "firstname", "surname", "email", "language", "must_change_password")
 OPEN_STATES = (ImportBatch.STAGED, ImportBatch.FAILED)
 
@@ -104,6 +117,7 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
             session.execute(add_users, records[start:start + CHUNK])
         for changes in _update_groups(updates, hashes, now):
             session.execute(update(User), changes)
+        _write_profile_values(session, batch, adds, updates)
         session.flush()
     except IntegrityError:
         session.rollback()  # the transaction is unusable; find the line that caused it
@@ -126,6 +140,7 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
             session.execute(insert(Invitation).from_select(columns, new_users))
         invitations = len(adds)  # one for each user just added
 
+    _audit(session, batch, adds, updates, now)
     _record_outcomes(session, batch.id)
     errors = batch.counts[ImportRow.ERROR]
     result = {"added": len(adds), "updated": len(updates),
@@ -137,6 +152,67 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
     batch.error = None
     session.flush()
     return result
+
+
+def _audit(session: Session, batch: ImportBatch, adds: list[Row], updates: list[Row],
+           now) -> None:
+    """One audit event per user added (and per invitation queued), by INSERT … SELECT, and one
+    per user updated naming the changed fields (never a value)."""
+    columns = ("created_at", "action", "actor_id", "user_id", "detail")
+    detail = literal({"batch_id": batch.id}, JSON)
+    actions = ["user_created"] + (["invitation_queued"] if batch.generate_passwords else [])
+    for condition in matching(session, User.username_key,
+                              [fold_key(r.values["username"]) for r in adds]):
+        for action in actions:
+            session.execute(insert(AuditEvent).from_select(columns, select(
+                literal(now, DateTime), literal(action), literal(batch.owner_id), User.id,
+                detail).where(condition)))
+    records = [{"created_at": now, "action": "user_updated", "actor_id": batch.owner_id,
+                "user_id": row.user_id, "address": None,
+                "detail": {"batch_id": batch.id, "fields": sorted(row.changes or {})}}
+               for row in updates]
+    for start in range(0, len(records), CHUNK):
+        session.execute(insert(AuditEvent), records[start:start + CHUNK])
+
+
+def _write_profile_values(session: Session, batch: ImportBatch, adds: list[Row],
+                          updates: list[Row]) -> None:
+    """Store the custom profile values of the added users and the changed values of the updated
+    ones (a changed value is deleted, then inserted unless it was cleared)."""
+    names = {c["field"] for c in batch.columns if c["field"]} - set(STANDARD_FIELDS)
+    if not names:
+        return
+    fields = {f.name: f for f in session.scalars(select(ProfileField).where(
+        ProfileField.name.in_(names), ProfileField.retired.is_(False)))}
+    for name in sorted(names - set(fields)):
+        raise ApplyError(f"The profile field “{name}” was renamed or retired after this file "
+                         "was reviewed; nothing was written. Upload the file again.")
+    ids = {}
+    for condition in matching(session, User.username_key,
+                              [fold_key(r.values["username"]) for r in adds]):
+        ids.update(session.execute(select(User.username_key, User.id).where(condition)).all())
+    records, removed = [], []
+    for row in adds:
+        user_id = ids[fold_key(row.values["username"])]
+        records += [_profile_record(user_id, fields[n], row.values.get(n)) for n in fields
+                    if row.values.get(n) is not None]
+    for row in updates:
+        for name, (_, new) in (row.changes or {}).items():
+            if name in fields:
+                removed.append({"uid": row.user_id, "fid": fields[name].id})
+                if new is not None:
+                    records.append(_profile_record(row.user_id, fields[name], new))
+    table = ProfileValue.__table__
+    if removed:
+        session.execute(table.delete().where(table.c.user_id == bindparam("uid"),
+                                             table.c.field_id == bindparam("fid")), removed)
+    for start in range(0, len(records), CHUNK):
+        session.execute(insert(ProfileValue), records[start:start + CHUNK])
+
+
+def _profile_record(user_id: int, field: ProfileField, value: str) -> dict:
+    return {"user_id": user_id, "field_id": field.id, "value": value,
+            "unique_key": unique_key(field, value)}
 
 
 def _new_user(row: Row, password_hash: str | None, now) -> dict:
@@ -156,11 +232,10 @@ def _update_groups(rows: list[Row], hashes: dict[int, str], now):
     """Bulk-update parameter lists, grouped so that each executemany sets the same columns."""
     groups: dict[tuple[str, ...], list[dict]] = {}
     for row in rows:
-        values = row.values or {}
         change = {"id": row.user_id, "updated_at": now}
-        for name in row.changes or {}:
+        for name, (_, new) in (row.changes or {}).items():
             if name in UPDATABLE:
-                change[name] = values[name]
+                change[name] = new
         if "username" in change:
             change["username_key"] = fold_key(change["username"])
         if "email" in change:

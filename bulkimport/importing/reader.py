@@ -11,6 +11,7 @@ import codecs
 import csv
 import io
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 REQUIRED_FIELDS = ("username", "firstname", "surname", "email")
@@ -116,8 +117,10 @@ def read_table(
     encoding: str | None = None,
     delimiter: str | None = None,
     fallbacks: tuple[str, ...] | list[str] = ("cp1252",),
+    custom_fields: Iterable[str] = (),
 ) -> Table:
-    """Parse an uploaded file; `encoding` and `delimiter` override detection when given."""
+    """Parse an uploaded file; `encoding` and `delimiter` override detection when given.
+    `custom_fields` are the symbolic names of the profile fields a heading may name."""
     _refuse_binary(data, encoding)
     text, used_encoding = decode(data, encoding, fallbacks)
     if not text.strip():
@@ -133,7 +136,7 @@ def read_table(
     while headings[-1] == "":  # Excel keeps empty columns that once held formatting
         headings.pop()
     width = len(headings)
-    fields = map_headings(headings)
+    fields = map_headings(headings, custom_fields)
     table = Table(used_encoding, used_delimiter, headings, fields)
     for record in rows:
         if len(record.cells) > width and not any(c.strip() for c in record.cells[width:]):
@@ -147,16 +150,17 @@ def read_table(
     return table
 
 
-def map_headings(headings: list[str]) -> list[str | None]:
-    """The field of every heading (None when unknown); raises FileProblem for an empty,
-    duplicated or missing required heading."""
+def map_headings(headings: list[str], custom_fields: Iterable[str] = ()) -> list[str | None]:
+    """The field of every heading (a standard field, a custom field's symbolic name, or None
+    when unknown); raises FileProblem for an empty, duplicated or missing required heading."""
+    aliases = {**{normalise_heading(name): name for name in custom_fields}, **HEADING_ALIASES}
     fields: list[str | None] = []
     seen: dict[str, int] = {}
     for number, heading in enumerate(headings, start=1):
         if not heading:
             raise FileProblem(f"Line 1: column {number} has no heading.", 1)
         key = normalise_heading(heading)
-        name = HEADING_ALIASES.get(key)
+        name = aliases.get(key)
         if (name or key) in seen:
             raise FileProblem(
                 f"Line 1: the heading “{heading}” (column {number}) duplicates column "

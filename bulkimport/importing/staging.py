@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..models import ImportBatch, ImportRow, utcnow
+from ..profile import active_fields
 from ..security import seal_password, unseal_password
 from .reader import read_table
 from .validation import plan_table
@@ -43,6 +44,7 @@ class UploadOptions:
     generate_passwords: bool = False
     encoding: str | None = None
     delimiter: str | None = None
+    clear_empty: bool = False  # "Empty cells clear values"
 
 
 def stage_upload(session: Session, owner_id: int, filename: str, data: bytes,
@@ -50,16 +52,20 @@ def stage_upload(session: Session, owner_id: int, filename: str, data: bytes,
     """Read, validate and stage an uploaded file; raises FileProblem (writing nothing) when the
     file as a whole cannot be used."""
     config = current_app.config
+    fields = active_fields(session)
     table = read_table(data, encoding=options.encoding, delimiter=options.delimiter,
-                       fallbacks=config["ENCODING_FALLBACKS"])
+                       fallbacks=config["ENCODING_FALLBACKS"],
+                       custom_fields=[f.name for f in fields])
     plan = plan_table(table, session, generate_passwords=options.generate_passwords,
                       allowed_domains=config["ALLOWED_EMAIL_DOMAINS"],
-                      secret_key=config["SECRET_KEY"])
+                      secret_key=config["SECRET_KEY"], clear_empty=options.clear_empty,
+                      fields=fields)
     now = utcnow()
     batch = ImportBatch(
         owner_id=owner_id, filename=filename[:255] or "upload.csv",
         sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-        generate_passwords=options.generate_passwords, encoding=table.encoding,
+        generate_passwords=options.generate_passwords, clear_empty=options.clear_empty,
+        encoding=table.encoding,
         delimiter=table.delimiter,
         columns=[{"heading": h, "field": f}
                  for h, f in zip(table.headings, table.fields, strict=True)],

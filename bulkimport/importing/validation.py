@@ -17,9 +17,11 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..csvfiles import restore
 from ..localisation.service import language_codes, language_key
-from ..models import ImportRow, PasswordPolicy, User, fold_key
+from ..models import ImportRow, PasswordPolicy, ProfileField, ProfileValue, User, fold_key
 from ..policy import check_password, failure_messages, load_policy
+from ..profile import active_fields, parse_value, values_of
 from ..security import seal_password
 from .lookups import matching
 from .reader import FileProblem, Table
@@ -93,9 +95,13 @@ def plan_table(
     generate_passwords: bool,
     allowed_domains: Iterable[str] = (),
     secret_key: str,
+    clear_empty: bool = False,
+    fields: list[ProfileField] | None = None,
 ) -> Plan:
     """Validate every row of `table` and propose an action for it against the users in the
-    database; raises FileProblem when an option makes the whole file unusable."""
+    database; raises FileProblem when an option makes the whole file unusable. `fields` are the
+    active custom profile fields (loaded when None); `clear_empty` makes an empty cell of an
+    optional column clear the stored value."""
     if generate_passwords and table.column("password") is not None:
         raise FileProblem(
             "The file has a password column, but “Generate random passwords and send login "
@@ -106,15 +112,25 @@ def plan_table(
 
     rows = [_check_row(record, columns, table.headings, allowed) for record in table.records]
     _check_languages(rows, language_codes(session))
+    custom = _custom_fields(table, session if fields is None else None, fields)
+    _check_custom_values(rows, custom)
     _mark_duplicates(rows)
     existing = _existing_users(session, {fold_key(r.values["username"]) for r in rows
                                          if r.values.get("username")})
+    context = _CustomContext(
+        fields=custom, required=[f for f in (fields if fields is not None
+                                             else active_fields(session)) if f.required],
+        stored=values_of(session, [u["id"] for u in existing.values()], list(custom.values())),
+        owners=_unique_owners(session, rows, custom), clear_empty=clear_empty,
+        has_language="language" in columns)
     owners = _email_owners(session, {fold_key(r.values["email"]) for r in rows
                                      if r.values.get("email")})
     lookalikes = _lookalikes(session, rows)
     policy = load_policy(session)
     for row in rows:
         _decide(row, existing, owners, lookalikes, generate_passwords, secret_key, policy)
+        if row.action != ImportRow.ERROR:
+            _decide_custom(row, existing, context)
     return Plan(rows)
 
 
@@ -130,12 +146,13 @@ def _check_row(record, columns: dict[str, int], headings: list[str],
                           "columns of the heading line (a stray delimiter or a missing quote?).")
         return row
 
-    values: dict[str, Any] = {f: cells[i].strip() for f, i in columns.items()}
+    values: dict[str, Any] = {f: restore(cells[i].strip()) for f, i in columns.items()}
     fields = {i: f for f, i in columns.items()}
     for index, cell in enumerate(cells):
         # Every column, imported or not: a quote left open swallows the next lines into a cell.
         if "\n" in cell.strip() or "\r" in cell.strip():
-            name = FIELD_LABELS[fields[index]] if index in fields else f"column “{headings[index]}”"
+            name = (FIELD_LABELS.get(fields[index], fields[index]) if index in fields
+                    else f"column “{headings[index]}”")
             span = f"lines {record.line}–{record.end_line}"
             row.errors.append(f"{name} contains a line break ({span}); "
                               "perhaps a quote is not closed.")
@@ -289,6 +306,103 @@ def _lookalikes(session: Session, rows: list[RowPlan]) -> dict[str, str]:
         query = select(User.username_key, User.username).where(condition)
         names.update(dict(session.execute(query).all()))
     return {shape: names[shape] for shape in wanted if shape in names}
+
+
+@dataclass
+class _CustomContext:
+    """What deciding the custom fields of a row needs besides the row."""
+
+    fields: dict[str, ProfileField]  # the custom columns of the file
+    required: list[ProfileField]  # every active required field, in the file or not
+    stored: dict[int, dict[str, str]]  # user id → field name → stored value
+    owners: dict[tuple[str, str], tuple[int, str]]  # (field, unique key) → (user id, username)
+    clear_empty: bool
+    has_language: bool
+
+
+def _custom_fields(table: Table, session: Session | None,
+                   fields: list[ProfileField] | None) -> dict[str, ProfileField]:
+    """The custom fields that columns of the file name, by name."""
+    known = {f.name: f for f in (fields if fields is not None else active_fields(session))}
+    return {name: known[name] for name in table.fields if name in known}
+
+
+def _check_custom_values(rows: list[RowPlan], fields: dict[str, ProfileField]) -> None:
+    """Read each custom cell by its field's type (an empty cell is None), and refuse values of
+    unique fields that appear twice in the file."""
+    groups: dict[tuple[str, str], list[RowPlan]] = defaultdict(list)
+    for row in rows:
+        for name, field_ in fields.items():
+            if name not in row.values:
+                continue  # a row with the wrong number of cells
+            value, problem = parse_value(field_, row.values[name])
+            row.values[name] = value
+            if problem:
+                row.errors.append(problem)
+            elif field_.unique and value is not None:
+                groups[(name, fold_key(value))].append(row)
+    for (name, _), group in groups.items():
+        if len(group) > 1:
+            lines = ", ".join(str(r.line) for r in group)
+            for row in group:
+                row.duplicate = True
+                row.errors.append(f"{name} “{row.values[name]}” appears {len(group)} times in "
+                                  f"the file, ignoring case (lines {lines}); it must be unique.")
+
+
+def _unique_owners(session: Session, rows: list[RowPlan],
+                   fields: dict[str, ProfileField]) -> dict[tuple[str, str], tuple[int, str]]:
+    """Who already holds each value of a unique field that the file uses."""
+    owners = {}
+    for name, field_ in fields.items():
+        if not field_.unique:
+            continue
+        keys = {fold_key(r.values[name]) for r in rows if r.values.get(name)}
+        for condition in matching(session, ProfileValue.unique_key, keys):
+            query = (select(ProfileValue.unique_key, User.id, User.username)
+                     .join(User, User.id == ProfileValue.user_id)
+                     .where(ProfileValue.field_id == field_.id, condition))
+            for key, user_id, username in session.execute(query):
+                owners[(name, key)] = (user_id, username)
+    return owners
+
+
+def _decide_custom(row: RowPlan, existing, context: _CustomContext) -> None:
+    """Required and unique checks of the custom fields, and their changes for an Update; an
+    empty cell leaves the stored value alone unless `clear_empty`."""
+    values = row.values
+    current = existing.get(fold_key(values["username"]))
+    for field_ in context.required:
+        value = values.get(field_.name)
+        if current is None and value is None:
+            where = "" if field_.name in context.fields else " (the file has no such column)"
+            row.errors.append(f"{field_.name} is required for a new user{where}.")
+        elif current is not None and value is None and field_.name in context.fields \
+                and context.clear_empty:
+            row.errors.append(f"{field_.name} is required: an empty cell cannot clear it.")
+    for name in context.fields:
+        value = values.get(name)
+        owner = context.owners.get((name, fold_key(value))) if value is not None else None
+        if owner and (current is None or owner[0] != current["id"]):
+            row.errors.append(f"{name} “{value}” already belongs to the user “{owner[1]}”; it "
+                              "must be unique.")
+    if row.errors:
+        row.action, row.changes = ImportRow.ERROR, {}
+        return
+    if current is None:
+        return
+    stored = context.stored.get(current["id"], {})
+    if context.clear_empty and context.has_language and not values.get("language") \
+            and current["language"]:
+        row.changes["language"] = [current["language"], None]
+    for name in context.fields:
+        value, old = values.get(name), stored.get(name)
+        if value is None and not context.clear_empty:
+            continue
+        if value != old:
+            row.changes[name] = [old, value]
+    if row.changes:
+        row.action = ImportRow.UPDATE
 
 
 def _check_languages(rows: list[RowPlan], codes: dict[str, str]) -> None:

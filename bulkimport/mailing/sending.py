@@ -20,6 +20,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import or_, select, update
 
+from ..audit import record_event
 from ..extensions import db
 from ..localisation.service import invitation_template
 from ..models import Invitation, SystemState, utcnow
@@ -195,6 +196,8 @@ def _record_outcome(invitation_id: int, token: str, password_hash: str, expires,
             invitation.status, invitation.sent_at = Invitation.SENT, utcnow()
             invitation.last_error = None
             invitation.lease_until = invitation.lease_token = None
+            record_event(session, "invitation_sent", user_id=invitation.user_id,
+                         invitation_id=invitation.id, attempts=invitation.attempts)
         else:  # another worker holds it or has sent it: keep this password working too
             invitation.pending_hashes = [h for h in pending if h != password_hash] + [
                 password_hash]
@@ -227,6 +230,9 @@ def _record_outcome(invitation_id: int, token: str, password_hash: str, expires,
             invitation.status = Invitation.QUEUED
             invitation.next_attempt_at = utcnow() + timedelta(seconds=delay)
             invitation.enqueued_at = None
+    if outcome == "failed":
+        record_event(session, "invitation_failed", user_id=invitation.user_id,
+                     invitation_id=invitation.id, reason=invitation.last_error)
     session.commit()
     log.info("Invitation %s not sent (%s): %s", invitation_id, failure.kind, failure.reason)
     return outcome, failure
@@ -337,7 +343,7 @@ def take_due_for_enqueue(limit: int = 10_000) -> list[int]:
 
 
 def resend(invitation_ids: list[int] | None = None, *, batch_id: int | None = None,
-           failed_only: bool = False) -> int:
+           failed_only: bool = False, actor_id: int | None = None) -> int:
     """Queue invitations again for a new password (the old one stops working once the new
     e-mail is accepted): the given ones, or all failed ones, optionally of one batch, in one
     set-based statement. Invitations being sent right now are left alone."""
@@ -353,5 +359,9 @@ def resend(invitation_ids: list[int] | None = None, *, batch_id: int | None = No
         query.values(status=Invitation.QUEUED, started_at=now, next_attempt_at=now,
                      enqueued_at=None, last_error=None, sent_at=None)
         .execution_options(synchronize_session=False))
+    if result.rowcount:
+        record_event(db.session, "invitations_resent", actor_id=actor_id, count=result.rowcount,
+                     batch_id=batch_id, failed_only=failed_only,
+                     invitation_ids=(invitation_ids or [])[:100])
     db.session.commit()
     return result.rowcount

@@ -9,4 +9,4 @@ bp = Blueprint("people", __name__, url_prefix="/admin/people")
 bp.before_request(require_admin)  # every page here is for administrators
 
 
-from . import invitations, password_policy, routes  # noqa: E402,F401  (views attach themselves to bp)
+from . import exports, fields, history, invitations, password_policy, routes  # noqa: E402,F401  (views attach themselves to bp)

@@ -12,7 +12,9 @@ from wtforms import (
     SearchField,
     SelectField,
     SelectMultipleField,
+    StringField,
     SubmitField,
+    TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, NumberRange, ValidationError
@@ -61,6 +63,7 @@ class UploadForm(FlaskForm):
     file = FileField("CSV file", validators=[FileRequired("Choose a CSV file to upload.")],
                      render_kw={"accept": ".csv,.txt,.tsv,text/csv,text/plain"})
     generate_passwords = BooleanField(GENERATE_LABEL)
+    clear_empty = BooleanField("Empty cells clear values")
     encoding = SelectField("Encoding", choices=ENCODINGS, default="")
     delimiter = SelectField("Delimiter", choices=DELIMITERS, default="")
     submit = SubmitField("Upload and review")
@@ -170,3 +173,37 @@ class PasswordPolicyForm(FlaskForm):
         if self.min_length.data is not None and field.data is not None \
                 and field.data < self.min_length.data:
             raise ValidationError("The maximum length cannot be below the minimum length.")
+
+
+class FieldForm(FlaskForm):
+    """A custom profile field: its symbolic name (the CSV heading), label, type and rules."""
+
+    name = StringField("Symbolic name (the CSV heading)", validators=[InputRequired()],
+                       render_kw={"placeholder": "department", "autocomplete": "off"})
+    label = StringField("Label", validators=[InputRequired()],
+                        render_kw={"placeholder": "Department"})
+    type = SelectField("Type", choices=[
+        SelectChoice(kind, label) for kind, label in (
+            ("text", "Text"), ("number", "Number"), ("date", "Date"),
+            ("choice", "Choice (one of a list)"), ("yesno", "Yes/no"))])
+    options = TextAreaField("Options of a choice, one per line", render_kw={"rows": 4})
+    required = BooleanField("Required (every new user must have a value)")
+    unique = BooleanField("Unique (no two users may have the same value)")
+    confirm = BooleanField("I have read what this change does to the stored values")
+    submit = SubmitField("Save field")
+
+    def option_list(self) -> list[str]:
+        """The options as a list, without blank lines or surrounding spaces."""
+        return [line.strip() for line in (self.options.data or "").splitlines() if line.strip()]
+
+
+class ExportForm(FlaskForm):
+    """Admin > People > Export users: the columns and the same search as the user list (a GET
+    form: it changes nothing)."""
+
+    class Meta:  # noqa: D106
+        csrf = False
+
+    columns = SelectMultipleField("Columns")
+    q = SearchField("Only users matching (username, name or e-mail)")
+    download = SubmitField("Download CSV")

@@ -4,6 +4,7 @@ batches, and Resend."""
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
@@ -70,11 +71,11 @@ def resend_invitations():
     if batch_id is not None:
         _batch(batch_id)
     if form.all_failed.data:
-        count = resend(batch_id=batch_id, failed_only=True)
+        count = resend(batch_id=batch_id, failed_only=True, actor_id=current_user.id)
     else:
         chosen = [form.one.data] if form.one.data else form.selected.data
         ids = [n for n in map(whole_number, chosen) if n is not None][:PER_PAGE]
-        count = resend(ids, batch_id=batch_id) if ids else 0
+        count = resend(ids, batch_id=batch_id, actor_id=current_user.id) if ids else 0
     if count:
         wake()
         flash(f"{count} invitation{'s' if count != 1 else ''} will be sent again with a new "

@@ -13,7 +13,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from ..csvfiles import csv_lines
 from ..extensions import db
@@ -35,9 +35,10 @@ from ..importing.staging import (
     stage_upload,
 )
 from ..mailing.status import latest_status_by_user
-from ..models import ImportBatch, ImportRow, User, fold_key
+from ..models import ImportBatch, ImportRow, User
 from . import bp
 from .forms import SearchForm, UploadForm, page_number, review_form_for
+from .users import search_condition
 
 USERS_PER_PAGE = 50
 
@@ -48,13 +49,9 @@ def index():
     form = SearchForm(request.args)
     query = select(User).order_by(User.username_key)
     term = (form.q.data or "").strip()
-    if term:
-        key = fold_key(term)  # the same folding as the stored keys; % and _ match themselves
-        query = query.where(or_(
-            User.username_key.contains(key, autoescape=True),
-            User.email_key.contains(key, autoescape=True),
-            func.lower(User.firstname + " " + User.surname).contains(term.lower(),
-                                                                    autoescape=True)))
+    condition = search_condition(term)
+    if condition is not None:
+        query = query.where(condition)
     users = db.paginate(query, page=page_number(request.args), per_page=USERS_PER_PAGE,
                         error_out=False)
     total = db.session.scalar(select(func.count(User.id)))
@@ -70,7 +67,7 @@ def upload():
     if form.validate_on_submit():
         upload = form.file.data
         options = UploadOptions(form.generate_passwords.data, form.encoding.data or None,
-                                form.delimiter.data or None)
+                                form.delimiter.data or None, form.clear_empty.data)
         purge_expired(db.session)
         try:
             batch = stage_upload(db.session, current_user.id, upload.filename or "",
@@ -141,7 +138,7 @@ def errors_csv(batch_id: int):
         abort(404)
     headings = [column["heading"] for column in batch.columns] + ["error"]
     rows = ([*raw, error] for raw, error in rows_with_errors(db.session, batch))
-    return _csv_response(csv_lines([headings, *rows], batch.delimiter),
+    return csv_response(csv_lines([headings, *rows], batch.delimiter),
                          f"errors-{_stem(batch.filename)}.csv")
 
 
@@ -177,10 +174,11 @@ def results_csv(batch_id: int):
             yield [row.line, row.username, action, row.outcome,
                    result_message(row, batch.generate_passwords)]
 
-    return _csv_response(csv_lines(lines()), f"results-{_stem(batch.filename)}.csv")
+    return csv_response(csv_lines(lines()), f"results-{_stem(batch.filename)}.csv")
 
 
-def _csv_response(lines, filename: str) -> Response:
+def csv_response(lines, filename: str) -> Response:
+    """A streamed CSV download named `filename`."""
     return Response(stream_with_context(lines), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 

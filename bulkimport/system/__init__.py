@@ -1,5 +1,5 @@
-"""Admin > System: the outbox of the embedded mail mode, resuming paused sending, and the
-banner that tells every administrator when sending is paused."""
+"""Admin > System: the audit log, the outbox of the embedded mail mode, resuming paused sending,
+and the banner that tells every administrator when sending is paused."""
 
 from flask import Blueprint
 
@@ -9,4 +9,4 @@ bp = Blueprint("system", __name__, url_prefix="/admin/system")
 bp.before_request(require_admin)  # every page here is for administrators
 
 
-from . import routes  # noqa: E402,F401  (views attach themselves to bp)
+from . import audit, routes  # noqa: E402,F401  (views attach themselves to bp)

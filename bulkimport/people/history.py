@@ -1,0 +1,25 @@
+"""View of Admin > People > Import history: every uploaded file, who uploaded it and what became
+of it, with links to its review, results and invitations."""
+
+from __future__ import annotations
+
+from flask import render_template, request
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from ..extensions import db
+from ..models import ImportBatch
+from . import bp
+from .forms import page_number
+
+BATCHES_PER_PAGE = 50
+
+
+@bp.get("/imports")
+def history():
+    """Every batch, newest first: who, when, file name, SHA-256, size, counts and status."""
+    query = (select(ImportBatch).options(joinedload(ImportBatch.owner))
+             .order_by(ImportBatch.id.desc()))
+    batches = db.paginate(query, page=page_number(request.args), per_page=BATCHES_PER_PAGE,
+                          error_out=False)
+    return render_template("people/history.html", batches=batches)
