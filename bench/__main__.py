@@ -28,7 +28,7 @@ from bulkimport.extensions import db
 from bulkimport.importing.apply import apply_rows, claim
 from bulkimport.importing.staging import UploadOptions, save_choices, stage_upload
 from bulkimport.localisation.service import add_language, language_key
-from bulkimport.models import ImportBatch, Invitation, User, utcnow
+from bulkimport.models import AuditEvent, ImportBatch, Invitation, User, utcnow
 
 from .environment import DATA, PROJECT, bench_database, make_app
 from .generate import LANGUAGES, make_csv, seed_users, user_record
@@ -230,6 +230,7 @@ def bench_apply(app, owner_id: int, args) -> Measure:
 
 def _delete_users_after(last_id: int) -> None:
     db.session.execute(delete(Invitation).where(Invitation.user_id > last_id))
+    db.session.execute(delete(AuditEvent).where(AuditEvent.user_id > last_id))
     db.session.execute(delete(User).where(User.id > last_id))
     db.session.commit()
 
