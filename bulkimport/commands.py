@@ -1,4 +1,5 @@
-"""Command-line commands: `create-admin`, `ensure-admin` (used by `make run`), `purge-batches`."""
+"""Command-line commands: `create-admin`, `ensure-admin` (used by `make run`), `purge-batches`;
+`people import` and `people export` live with the people blueprint."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin_command)
     app.cli.add_command(ensure_admin_command)
     app.cli.add_command(purge_batches_command)
+    from .people.cli import people_cli
+
+    app.cli.add_command(people_cli)
 
 
 @click.command("create-admin")

@@ -227,20 +227,23 @@ class LoginFailures(db.Model):
 
 class AuditEvent(db.Model):
     """Something security-relevant that happened: who did it, to whom, from where, and details
-    that never include a password."""
+    that never include a password. The user ids carry no foreign key: the trail outlives the
+    users it names, and imports write it in bulk."""
 
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     action: Mapped[str] = mapped_column(String(64), index=True)
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    actor_id: Mapped[int | None]
+    user_id: Mapped[int | None] = mapped_column(index=True)
     address: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
-    actor: Mapped[User | None] = relationship(foreign_keys=[actor_id])
-    user: Mapped[User | None] = relationship(foreign_keys=[user_id])
+    actor: Mapped[User | None] = relationship(
+        primaryjoin="foreign(AuditEvent.actor_id) == User.id", viewonly=True)
+    user: Mapped[User | None] = relationship(
+        primaryjoin="foreign(AuditEvent.user_id) == User.id", viewonly=True)
 
 
 class Language(db.Model):

@@ -156,17 +156,20 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
 
 def _audit(session: Session, batch: ImportBatch, adds: list[Row], updates: list[Row],
            now) -> None:
-    """One audit event per user added (and per invitation queued), by INSERT … SELECT, and one
-    per user updated naming the changed fields (never a value)."""
+    """One audit event per user added, by INSERT … SELECT, one per user updated naming the
+    changed fields (never a value), and one for the batch's queued invitations (each
+    invitation's sending writes its own)."""
     columns = ("created_at", "action", "actor_id", "user_id", "detail")
     detail = literal({"batch_id": batch.id}, JSON)
-    actions = ["user_created"] + (["invitation_queued"] if batch.generate_passwords else [])
     for condition in matching(session, User.username_key,
                               [fold_key(r.values["username"]) for r in adds]):
-        for action in actions:
-            session.execute(insert(AuditEvent).from_select(columns, select(
-                literal(now, DateTime), literal(action), literal(batch.owner_id), User.id,
-                detail).where(condition)))
+        session.execute(insert(AuditEvent).from_select(columns, select(
+            literal(now, DateTime), literal("user_created"), literal(batch.owner_id), User.id,
+            detail).where(condition)))
+    if batch.generate_passwords and adds:
+        session.add(AuditEvent(created_at=now, action="invitations_queued",
+                               actor_id=batch.owner_id,
+                               detail={"batch_id": batch.id, "count": len(adds)}))
     records = [{"created_at": now, "action": "user_updated", "actor_id": batch.owner_id,
                 "user_id": row.user_id, "address": None,
                 "detail": {"batch_id": batch.id, "fields": sorted(row.changes or {})}}

@@ -1,0 +1,168 @@
+"""`flask people import` and `flask people export`: the web journey's reading, validation and
+apply, for scripts and cron. Exit status: 0 done, 1 rows in error or an unusable file (nothing
+written), 2 bad usage."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from ..csvfiles import csv_lines
+from ..extensions import db
+from ..importing.apply import (
+    ApplyError,
+    apply_rows,
+    claim,
+    hash_file_passwords,
+    result_message,
+    sealed_passwords,
+    selected_rows,
+)
+from ..importing.reader import DELIMITERS, FileProblem
+from ..importing.staging import UploadOptions, rows_query, save_choices, stage_upload
+from ..models import ImportBatch, ImportRow, User, fold_key
+from .users import export_columns, export_rows
+
+people_cli = AppGroup("people", help="Import and export users from the command line.")
+ACTIONS = (ImportRow.ADD, ImportRow.UPDATE)
+DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "bar": "|", **{
+    d: d for d in DELIMITERS}}
+
+
+def _actions(_ctx, _param, value: str) -> tuple[str, ...]:
+    chosen = tuple(a.strip() for a in value.split(",") if a.strip())
+    unknown = [a for a in chosen if a not in ACTIONS]
+    if unknown or not chosen:
+        raise click.BadParameter("use add, update or add,update")
+    return chosen
+
+
+def _owner(username: str | None) -> User:
+    query = select(User).where(User.is_admin, User.active)
+    if username:
+        query = query.where(User.username_key == fold_key(username))
+    owner = db.session.scalar(query.order_by(User.id).limit(1))
+    if owner is None:
+        raise click.UsageError(f"no administrator named “{username}”" if username else
+                               "there is no administrator yet: run `flask create-admin` first")
+    return owner
+
+
+@people_cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Print the plan and the errors; write nothing.")
+@click.option("--generate-passwords", is_flag=True,
+              help="Generate a password for each new user and e-mail it (no password column).")
+@click.option("--actions", default="add,update", show_default=True, callback=_actions,
+              help="Which proposed actions to apply: add, update or add,update.")
+@click.option("--encoding", default=None, help="Force the encoding (e.g. cp1252).")
+@click.option("--delimiter", default=None, type=click.Choice(sorted(DELIMITER_NAMES)),
+              help="Force the delimiter.")
+@click.option("--clear-empty", is_flag=True, help="Empty cells clear stored values.")
+@click.option("--results", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Write the results CSV (line, username, action, outcome, message) here.")
+@click.option("--as", "as_user", default=None,
+              help="The administrator recorded as the importer (default: the first one).")
+def import_command(file: Path, dry_run: bool, generate_passwords: bool, actions: tuple[str, ...],
+                   encoding: str | None, delimiter: str | None, clear_empty: bool,
+                   results: Path | None, as_user: str | None) -> None:
+    """Import users from FILE exactly as the web form would; nothing is written when a row is
+    in error."""
+    session = db.session
+    owner = _owner(as_user)
+    options = UploadOptions(generate_passwords, encoding,
+                            DELIMITER_NAMES[delimiter] if delimiter else None, clear_empty)
+    try:
+        batch = stage_upload(session, owner.id, file.name, file.read_bytes(), options)
+    except (FileProblem, LookupError) as problem:
+        session.rollback()
+        click.echo(f"Error: {getattr(problem, 'message', problem)}", err=True)
+        sys.exit(1)
+    counts = batch.counts
+    click.echo(f"{file.name}: {counts['total']} rows: {counts['add']} to add, "
+               f"{counts['update']} to update, {counts['nochange']} unchanged, "
+               f"{counts['error']} in error.")
+    errors = list(session.scalars(rows_query(batch.id, ImportRow.ERROR)))
+    for row in errors:
+        click.echo(f"Line {row.line}: " + " ".join(row.errors or []), err=True)
+    if errors or dry_run:
+        session.rollback()  # the staged batch goes too: nothing is written
+        if errors:
+            click.echo(f"Nothing was written: {len(errors)} row"
+                       f"{'s are' if len(errors) != 1 else ' is'} in error.", err=True)
+            sys.exit(1)
+        click.echo("Dry run: nothing was written.")
+        return
+    save_choices(session, batch, {a: (False, True) for a in actions}, [])
+    claim(session, batch, ImportBatch.APPLYING)
+    result = _apply(batch)
+    click.echo(f"{result['added']} added, {result['updated']} updated, {result['skipped']} "
+               f"skipped; {result['invitations']} invitation e-mails queued.")
+    if results:
+        _write_results(batch, results)
+    if result["invitations"] and current_app.config["REDIS_URL"]:
+        from ..mailing.jobs import wake
+
+        wake()  # without Redis, the web application's sweeper sends them
+
+
+def _apply(batch: ImportBatch) -> dict:
+    """Hash the file's passwords (with a progress bar on a terminal), then apply in one
+    transaction; an ApplyError ends the command with status 1 and nothing written."""
+    session = db.session
+    sealed = sealed_passwords(selected_rows(session, batch.id))
+    session.commit()  # the claim: no transaction stays open while bcrypt runs
+    try:
+        if sealed and sys.stdout.isatty():
+            with click.progressbar(length=len(sealed), label="Hashing passwords") as bar:
+                hashes = hash_file_passwords(sealed, lambda _done: bar.update(1))
+        else:
+            hashes = hash_file_passwords(sealed)
+        result = apply_rows(session, batch, hashes)
+        session.commit()
+    except ApplyError as exc:
+        session.rollback()
+        batch = session.get(ImportBatch, batch.id)
+        batch.status, batch.error = ImportBatch.FAILED, str(exc)
+        session.commit()
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    return result
+
+
+def _write_results(batch: ImportBatch, path: Path) -> None:
+    def rows():
+        yield ["line", "username", "action", "outcome", "message"]
+        for row in db.session.scalars(rows_query(batch.id, "all")):
+            action = row.choice if row.proposed != ImportRow.ERROR else "error"
+            yield [row.line, row.username, action, row.outcome,
+                   result_message(row, batch.generate_passwords)]
+
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.writelines(csv_lines(rows()))
+
+
+@people_cli.command("export")
+@click.option("--columns", default="", help="Comma-separated columns (default: every column).")
+@click.option("--search", default="", help="Only users matching, as in the user list.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Write here instead of standard output.")
+def export_command(columns: str, search: str, output: Path | None) -> None:
+    """Export users as CSV (UTF-8 with BOM) that `flask people import` reads back unchanged."""
+    known = [key for key, _ in export_columns(db.session)]
+    chosen = [c.strip() for c in columns.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in known]
+    if unknown:
+        raise click.BadParameter(f"unknown column {', '.join(unknown)}; the columns are "
+                                 f"{', '.join(known)}", param_hint="--columns")
+    lines = csv_lines(export_rows(db.session, chosen, search))
+    if output is None:
+        sys.stdout.buffer.writelines(line.encode("utf-8") for line in lines)
+    else:
+        with output.open("w", encoding="utf-8", newline="") as handle:
+            handle.writelines(lines)
