@@ -234,7 +234,7 @@ class AuditEvent(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    action: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64))  # no index: imports write it in bulk
     actor_id: Mapped[int | None]
     user_id: Mapped[int | None] = mapped_column(index=True)
     address: Mapped[str | None] = mapped_column(String(64))

@@ -36,7 +36,6 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_events'))
     )
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_audit_events_action'), ['action'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_events_user_id'), ['user_id'], unique=False)
 
     op.create_table('password_policy',
@@ -70,7 +69,6 @@ def downgrade():
     op.drop_table('password_policy')
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_events_user_id'))
-        batch_op.drop_index(batch_op.f('ix_audit_events_action'))
 
     op.drop_table('audit_events')
     op.drop_table('login_failures')
