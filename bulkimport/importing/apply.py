@@ -161,11 +161,19 @@ def _audit(session: Session, batch: ImportBatch, adds: list[Row], updates: list[
     invitation's sending writes its own)."""
     columns = ("created_at", "action", "actor_id", "user_id", "detail")
     detail = literal({"batch_id": batch.id}, JSON)
-    for condition in matching(session, User.username_key,
-                              [fold_key(r.values["username"]) for r in adds]):
-        session.execute(insert(AuditEvent).from_select(columns, select(
-            literal(now, DateTime), literal("user_created"), literal(batch.owner_id), User.id,
-            detail).where(condition)))
+
+    def events(user_id):
+        return select(literal(now, DateTime), literal("user_created"), literal(batch.owner_id),
+                      user_id, detail)
+
+    if batch.generate_passwords:  # the batch's invitations name exactly the users it added
+        session.execute(insert(AuditEvent).from_select(columns, events(Invitation.user_id)
+                                                       .where(Invitation.batch_id == batch.id)))
+    else:
+        for condition in matching(session, User.username_key,
+                                  [fold_key(r.values["username"]) for r in adds]):
+            session.execute(insert(AuditEvent).from_select(columns, events(User.id)
+                                                           .where(condition)))
     if batch.generate_passwords and adds:
         session.add(AuditEvent(created_at=now, action="invitations_queued",
                                actor_id=batch.owner_id,
