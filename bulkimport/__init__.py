@@ -6,22 +6,20 @@ command-line commands are all wired here.
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from .config import load_config
 from .extensions import bootstrap, csrf, db, login_manager, migrate
+from .logs import configure_logging
 
 
 def create_app(overrides: dict | None = None) -> Flask:
     """Build the application; `overrides` (tests, tools) win over every other configuration."""
     app = Flask(__name__, instance_relative_config=True)
     load_config(app.config, app.instance_path, overrides)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("bulkimport").setLevel(app.config["LOG_LEVEL"])
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
     options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     options.setdefault("hide_parameters", True)  # never log values: they may be personal data

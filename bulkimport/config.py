@@ -74,6 +74,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust (1 behind "
             "one nginx); the client address counts failed logins."),
     Setting("LOG_LEVEL", "INFO", str, "Logging level of the application logger."),
+    Setting("LOG_FORMAT", "text", str,
+            "text (readable lines) or json (one JSON object a line, for log collectors)."),
     Setting("SITE_NAME", "bulkimport", str, "The site's name, as shown in e-mails."),
     Setting("MAIL_SERVER", "", str,
             "SMTP relay host; when empty, e-mails are written to instance/outbox/ instead."),
@@ -135,6 +137,10 @@ def load_config(app_config: dict, instance_path: str, overrides: dict | None = N
         except LookupError:
             raise RuntimeError(f"BULKIMPORT_ENCODING_FALLBACKS: “{name}” is not an encoding "
                                "Python knows (try cp1252, latin-1, iso8859-15, cp1250)") from None
+    for name, allowed in (("LOG_FORMAT", ("text", "json")), ("DATE_ORDER", ("DMY", "MDY"))):
+        if app_config[name] not in allowed:
+            raise RuntimeError(f"BULKIMPORT_{name}={app_config[name]!r} is not valid: use "
+                               + " or ".join(allowed))
     app_config["SQLALCHEMY_DATABASE_URI"] = app_config["DATABASE_URL"]
     app_config["MAX_CONTENT_LENGTH"] = app_config["MAX_UPLOAD_MB"] * 1024 * 1024
     app_config["SESSION_COOKIE_SECURE"] = str(app_config["BASE_URL"]).startswith("https://")

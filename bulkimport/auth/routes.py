@@ -17,7 +17,7 @@ from .service import change_password as change_user_password
 from .service import log_in, temporary_password_notice
 
 # What a user who must change their password may still reach.
-OPEN_TO_FLAGGED = frozenset({"auth.change_password", "auth.logout"})
+OPEN_TO_FLAGGED = frozenset({"auth.change_password", "auth.logout", "auth.healthz"})
 MUST_CHANGE = "You must choose a new password before you can continue."
 
 
@@ -37,6 +37,14 @@ def hold_flagged_users():
     next_url = request.full_path.rstrip("?") if request.method == "GET" else None
     return redirect(url_for("auth.change_password", next=next_url) if next_url
                     and endpoint != "auth.home" else target)
+
+
+@bp.get("/healthz")
+def healthz():
+    """Database, Redis and SMTP reachability as JSON: 200 when all are fine, else 503."""
+    from ..system.health import health
+
+    return health()
 
 
 @bp.get("/")
