@@ -210,3 +210,25 @@ def _database_dump(app) -> str:
             for row in db.session.execute(text(f"SELECT * FROM {table.name}")):
                 parts.append(repr(tuple(row)))
         return "\n".join(parts)
+
+
+def test_redis_down_at_submit_commits_the_users_and_the_invitations_go_out_when_it_returns(
+        setup, redis):
+    """The queue is unreachable when the batch is submitted: the users are committed, the
+    invitations wait in the database, and a worker started once Redis is back sends them."""
+    build, handler, _ = setup
+    app, start_worker = build()
+    from smtpserver import free_port
+
+    app.config["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    import_file(login_admin(app), make_csv(6))
+    with app.app_context():
+        invitations = list(db.session.scalars(select(Invitation)))
+        assert len(invitations) == 6
+        assert all(i.status == "queued" and i.enqueued_at is None for i in invitations)
+        db.session.remove()
+    app.config["REDIS_URL"] = REDIS_URL  # Redis is back
+    start_worker("after-outage")
+    wait_until(lambda: pending(app) == 0, what="the invitations to be sent")
+    assert_invariant(app, handler)
+    assert len(handler.accepted) == 6
