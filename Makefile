@@ -6,7 +6,7 @@ FLASK  := $(BIN)/flask --app wsgi
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: run test lint worker bench clean
+.PHONY: run test lint worker bench bench-e2e clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ worker: $(VENV)/.installed
 ## bench: speed and memory figures, as ratios to raw floors measured in the same run
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench
+
+## bench-e2e: 100,000 rows end to end on PostgreSQL (BULKIMPORT_BENCH_DATABASE_URL) and Redis
+bench-e2e: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.e2e
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

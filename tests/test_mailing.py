@@ -429,3 +429,61 @@ def test_killed_after_the_server_accepted_before_the_commit(app_factory, smtp, m
     assert drain(app) == {"sent": 1}  # the sweep takes it back and sends it again
     assert handler.count_for("mail000@example.com") == 2
     assert_invariant(app, handler)
+
+
+def test_smtp_down_for_an_hour_on_a_simulated_clock(app_factory, monkeypatch):
+    """The relay is down for an hour of simulated time: each invitation is retried with doubling
+    delays (never given up, never sent twice) and all go out once the relay is back."""
+    from datetime import timedelta
+
+    from bulkimport.mailing import sending
+    from bulkimport.models import utcnow
+
+    clock = {"now": utcnow()}
+    monkeypatch.setattr(sending, "utcnow", lambda: clock["now"])
+    controller, handler = start_server()
+    port = controller.port
+    controller.stop()
+    app = app_factory(**mail_config(controller, MAIL_PORT=port, MAIL_RETRY_SECONDS=60.0))
+    import_file(login_admin(app), make_csv(4))
+    outage_ends = clock["now"] + timedelta(hours=1)
+
+    def next_round() -> int:
+        """Sweep and send what is due, then jump the clock to the next due retry; returns how
+        many invitations are still queued."""
+        with app.app_context():
+            sweep()
+        wait_for_jobs(app)
+        with app.app_context():
+            due = db.session.scalar(select(db.func.min(Invitation.next_attempt_at)).where(
+                Invitation.status == "queued"))
+            db.session.remove()
+        if due is not None:
+            clock["now"] = max(due, clock["now"]) + timedelta(seconds=1)
+        return 0 if due is None else 1
+
+    while clock["now"] < outage_ends:
+        next_round()
+        with app.app_context():
+            assert set(db.session.scalars(select(Invitation.status))) == {"queued"}  # none
+            db.session.remove()  # sent, none given up
+    with app.app_context():
+        attempts = max(db.session.scalars(select(Invitation.attempts)))
+        db.session.remove()
+    assert 5 <= attempts <= 8  # 1, 2, 4, 8, 16, 32 minutes of back-off fit in the hour
+    from aiosmtpd.controller import Controller
+
+    back = Controller(handler, hostname="127.0.0.1", port=port)
+    back.start()
+    try:
+        for _ in range(20):  # bounded: each round sends what is due on the simulated clock
+            if not next_round():
+                break
+        with app.app_context():
+            assert set(db.session.scalars(select(Invitation.status))) == {"sent"}
+            db.session.remove()
+        assert_invariant(app, handler)
+        assert sorted(address for _, address, _ in handler.accepted) == sorted(
+            f"mail{i:03d}@example.com" for i in range(4))  # one e-mail each
+    finally:
+        back.stop()
