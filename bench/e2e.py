@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
             upgrade()
             owner_id = create_admin(db.session, "bench", "bench@example.com",
-                                    "bench-admin-password").id
+                                    "an-e2e-admin-password").id
             db.session.commit()
         env = {k: v for k, v in os.environ.items() if not k.startswith("BULKIMPORT_")}
         env.update({f"BULKIMPORT_{k}": str(v) for k, v in config.items()

@@ -49,6 +49,7 @@ def send_invitations(invitation_ids: list[int]) -> dict[str, int]:
         release(claimed, token, utcnow(), None)
         return counts
     throttle = make_throttle()
+    cache: dict = {}  # the policy and the templates, read once per chunk
     renew_every = config["MAIL_LEASE_SECONDS"] / 4
     renewed = time.monotonic()
     with transport_for(config, current_app.instance_path) as transport:
@@ -67,7 +68,7 @@ def send_invitations(invitation_ids: list[int]) -> dict[str, int]:
             if wait > 0:
                 release(claimed[position:], token, utcnow() + timedelta(seconds=wait), None)
                 break
-            outcome, failure = send_one(invitation_id, token, transport)
+            outcome, failure = send_one(invitation_id, token, transport, cache)
             counts[outcome] = counts.get(outcome, 0) + 1
             if failure and failure.kind == "config":
                 pause(failure.reason)
@@ -126,8 +127,11 @@ def release(invitation_ids: list[int], token: str, when, reason: str | None) -> 
     db.session.commit()
 
 
-def send_one(invitation_id: int, token: str, transport) -> tuple[str, SendFailure | None]:
-    """One attempt for one claimed invitation; returns (outcome, failure or None)."""
+def send_one(invitation_id: int, token: str, transport,
+             cache: dict | None = None) -> tuple[str, SendFailure | None]:
+    """One attempt for one claimed invitation; returns (outcome, failure or None). `cache`
+    keeps the password policy and the templates for the rest of a chunk."""
+    cache = {} if cache is None else cache
     config = current_app.config
     session = db.session
     invitation = session.get(Invitation, invitation_id, with_for_update=True)
@@ -137,7 +141,11 @@ def send_one(invitation_id: int, token: str, transport) -> tuple[str, SendFailur
     user = invitation.user
     recipient, language = user.email, user.language  # read now: no transaction during the send
     now = utcnow()
-    policy = load_policy(session)
+    if "policy" not in cache:
+        cache["policy"] = load_policy(session)
+        if cache["policy"] in session:
+            session.expunge(cache["policy"])  # detached: the commits below do not expire it
+    policy = cache["policy"]
     password = generate_password(policy, username=user.username, firstname=user.firstname,
                                  surname=user.surname, email=recipient)
     password_hash = hash_password(password, config["BCRYPT_ROUNDS"])
@@ -154,7 +162,9 @@ def send_one(invitation_id: int, token: str, transport) -> tuple[str, SendFailur
 
     failure: SendFailure | None = None
     try:
-        subject, html, text = render(invitation_template(session, language), context)
+        if ("template", language) not in cache:
+            cache[("template", language)] = invitation_template(session, language)
+        subject, html, text = render(cache[("template", language)], context)
         message = build_message(sender=config["MAIL_DEFAULT_SENDER"], recipient=recipient,
                                 subject=subject, text=text, html=html)
     except RenderError as exc:
