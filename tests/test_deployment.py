@@ -160,8 +160,8 @@ def test_2000_users_through_the_forms_each_get_exactly_one_working_password(stac
         by_address.setdefault(address, []).append(message)
     assert len(by_address) == 2000
     assert all(len(messages) == 1 for messages in by_address.values())  # exactly one each
-    with app.app_context():
-        for address, (message,) in list(by_address.items())[::50]:  # bcrypt: a sample of 40
+    with app.app_context():  # and every delivered password logs in (bcrypt cost 4 here)
+        for address, (message,) in by_address.items():
             username = address.split("@")[0]
             assert authenticate(db.session, username, password_in(message)) is not None
         db.session.rollback()
