@@ -88,3 +88,35 @@ def test_actions_choose_what_is_applied_and_passwords_can_be_generated(cli):
                  cli.write("m2.csv", changed))
     assert result.returncode == 0, result.stderr
     assert "0 added, 1 updated, 3 skipped" in result.stdout
+
+
+def test_a_terminal_gets_a_progress_bar_while_passwords_are_hashed(cli, tmp_path):
+    """Standard output on a pseudo-terminal, as when an administrator runs the command."""
+    import os
+    import subprocess
+    import sys
+
+    from test_cli import ROOT
+
+    main, secondary = os.openpty()
+    env = {**os.environ, "BULKIMPORT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite'}",
+           "BULKIMPORT_SECRET_KEY": "cli-test-secret", "BULKIMPORT_BCRYPT_ROUNDS": "4"}
+    process = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "people", "import",
+         cli.write("users.csv", GOOD)], cwd=ROOT, env=env, stdout=secondary,
+        stderr=subprocess.PIPE, timeout=120)
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(main)
+    assert process.returncode == 0, process.stderr
+    text = output.decode()
+    assert "Hashing passwords" in text and "100%" in text
+    assert "2 added, 0 updated, 0 skipped" in text
