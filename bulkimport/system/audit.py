@@ -4,7 +4,7 @@ by event and by user (as actor or subject)."""
 from __future__ import annotations
 
 from flask import render_template, request
-from sqlalchemy import or_, select
+from sqlalchemy import false, or_, select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
@@ -29,7 +29,9 @@ def audit_log():
     if username:
         user_id = db.session.scalar(select(User.id).where(User.username_key == fold_key(username)))
         unknown_user = user_id is None
-        query = query.where(or_(AuditEvent.actor_id == user_id, AuditEvent.user_id == user_id))
+        # An unknown name matches nothing (comparing with NULL would match events without one).
+        query = query.where(false() if unknown_user else or_(AuditEvent.actor_id == user_id,
+                                                             AuditEvent.user_id == user_id))
     events = db.paginate(query, page=page_number(request.args), per_page=EVENTS_PER_PAGE,
                          error_out=False, count=True)
     actions = db.session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action))
