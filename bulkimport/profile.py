@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .audit import record_event
+from .importing.lookups import matching
 from .importing.reader import HEADING_ALIASES, normalise_heading
 from .models import ProfileField, ProfileValue, fold_key
 
@@ -226,12 +227,13 @@ def change_impact(session: Session, field: ProfileField,
 
 
 def change_field(session: Session, field: ProfileField, definition: FieldDefinition, *,
-                 actor_id: int) -> ChangeImpact:
+                 actor_id: int, impact: ChangeImpact | None = None) -> ChangeImpact:
     """Apply a changed definition, converting stored values to the new type and deleting those
-    it cannot hold (the caller has shown `change_impact` and had it confirmed). Refuses a unique
-    constraint that stored values already break. The caller commits."""
+    it cannot hold (the caller has shown `change_impact`, passed here when it has it, and had it
+    confirmed). Refuses a unique constraint that stored values already break. The caller
+    commits."""
     problems = check_definition(session, definition, field)
-    impact = change_impact(session, field, definition)
+    impact = impact or change_impact(session, field, definition)
     if impact.duplicates:
         problems.append(f"{impact.duplicates} users share a value of this field, so it cannot "
                         "become unique; make their values different first.")
@@ -276,8 +278,6 @@ def values_of(session: Session, user_ids: list[int],
     """{user id: {field name: value}} for the given users and fields."""
     if not user_ids or not fields:
         return {}
-    from .importing.lookups import matching
-
     names = {f.id: f.name for f in fields}
     found: dict[int, dict[str, str]] = {}
     for condition in matching(session, ProfileValue.user_id, user_ids):

@@ -40,7 +40,7 @@ def log_in(session: Session, username: str, password: str, address: str | None) 
     refused = refusal(session, keys, now)
     if refused:
         return LoginResult(message=refused)
-    user, expired = check_credentials(session, username, password)
+    user, expired, known_id = check_credentials(session, username, password)
     account_key, account_limits = next(iter(keys.items()))
     if user is not None:
         clear_failures(session, account_key)
@@ -52,8 +52,7 @@ def log_in(session: Session, username: str, password: str, address: str | None) 
     # guesser who has already failed must not learn.
     first_failure = failures_of(session, account_key, account_limits, now) == 0
     record_failure(session, keys, now, address)
-    known = session.scalar(select(User.id).where(User.username_key == fold_key(username.strip())))
-    record_event(session, "login_failed", user_id=known, address=address,
+    record_event(session, "login_failed", user_id=known_id, address=address,
                  username=username.strip()[:100], **({"expired": True} if expired else {}))
     return LoginResult(message=EXPIRED if expired and first_failure else INVALID)
 
@@ -64,27 +63,26 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
 
 
 def check_credentials(session: Session, username: str,
-                      password: str) -> tuple[User | None, bool]:
+                      password: str) -> tuple[User | None, bool, int | None]:
     """(the active user with these credentials, or None; whether the password was right but was
-    a generated temporary one past its validity). A matching pending invitation password becomes
-    the user's password."""
+    a generated temporary one past its validity; the id of the account named, if it exists).
+    A matching pending invitation password becomes the user's password."""
     user = session.scalar(select(User).where(User.username_key == fold_key(username.strip())))
+    known_id = user.id if user is not None else None
     if user is None or not (user.password_hash or any(i.pending_hashes for i in user.invitations)):
         verify_password(password, _DUMMY_HASH)
-        return None, False
+        return None, False, known_id
     if not user.active:
-        return None, False
+        return None, False, known_id
     expires = user.temp_password_expires_at
     expired = expires is not None and expires <= utcnow()
     if verify_password(password, user.password_hash):
-        return (None, True) if expired else (user, False)
+        return (None, True, known_id) if expired else (user, False, known_id)
     candidate = _pending_match(user, password)
-    if candidate is None:
-        return None, False
-    if expired:
-        return None, True
+    if candidate is None or expired:
+        return None, candidate is not None, known_id
     user.password_hash = candidate
-    return user, False
+    return user, False, known_id
 
 
 def _pending_match(user: User, password: str) -> str | None:

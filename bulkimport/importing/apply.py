@@ -195,9 +195,10 @@ def _write_profile_values(session: Session, batch: ImportBatch, adds: list[Row],
         return
     fields = {f.name: f for f in session.scalars(select(ProfileField).where(
         ProfileField.name.in_(names), ProfileField.retired.is_(False)))}
-    for name in sorted(names - set(fields)):
-        raise ApplyError(f"The profile field “{name}” was renamed or retired after this file "
-                         "was reviewed; nothing was written. Upload the file again.")
+    missing = sorted(names - set(fields))
+    if missing:
+        raise ApplyError(f"The profile field “{missing[0]}” was renamed or retired after this "
+                         "file was reviewed; nothing was written. Upload the file again.")
     ids = {}
     for condition in matching(session, User.username_key,
                               [fold_key(r.values["username"]) for r in adds]):

@@ -81,7 +81,8 @@ def edit_field(field_id: int):
             form.confirm.errors = ["Read what this change does and tick the box to go ahead."]
         else:
             try:
-                change_field(db.session, field, definition, actor_id=current_user.id)
+                change_field(db.session, field, definition, actor_id=current_user.id,
+                             impact=impact)
             except FieldError as exc:
                 db.session.rollback()
                 form.name.errors = [str(exc)]
