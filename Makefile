@@ -38,7 +38,7 @@ lint: $(VENV)/.installed-dev
 ## worker: an RQ worker for mail and imports, in the app, with RQ's scheduler (needs Redis)
 worker: $(VENV)/.installed
 	$(BIN)/rq worker --url "$${BULKIMPORT_REDIS_URL:?set BULKIMPORT_REDIS_URL}" \
-		--worker-class bulkimport.mailing.worker.MailWorker --with-scheduler \
+		--worker-class bulkimport.worker.Worker --with-scheduler \
 		--serializer rq.serializers.JSONSerializer mail imports
 
 ## bench: speed and memory figures, as ratios to raw floors measured in the same run

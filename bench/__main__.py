@@ -27,7 +27,7 @@ from bulkimport.accounts import create_admin
 from bulkimport.extensions import db
 from bulkimport.importing.apply import apply_rows, claim
 from bulkimport.importing.staging import UploadOptions, save_choices, stage_upload
-from bulkimport.localisation.service import add_language, language_key
+from bulkimport.mailing.languages import add_language, language_key
 from bulkimport.models import AuditEvent, ImportBatch, Invitation, User, utcnow
 
 from .environment import DATA, PROJECT, bench_database, make_app

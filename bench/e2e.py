@@ -1,6 +1,6 @@
 """The end-to-end run on PostgreSQL (`make bench-e2e`): a 100,000-row file uploaded and staged,
 its first review page, Add for all, the background apply by an RQ worker with its progress, and
-the 100,000 invitations sent by 2 `MailWorker` processes to a local SMTP sink, throttle off.
+the 100,000 invitations sent by 2 `Worker` processes to a local SMTP sink, throttle off.
 Each stage is shown beside its raw floor, measured in the same run, with the peak memory of each
 process.
 
@@ -24,8 +24,8 @@ from sqlalchemy import delete, func, insert, select
 from bulkimport import create_app
 from bulkimport.accounts import create_admin
 from bulkimport.extensions import db
-from bulkimport.importing.jobs import submit_batch
 from bulkimport.importing.staging import UploadOptions, rows_query, save_choices, stage_upload
+from bulkimport.importing.submission import submit_batch
 from bulkimport.models import ImportBatch, Invitation, User
 
 from .__main__ import raw_review_floor

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from bulkimport.localisation.service import language_key
+from bulkimport.mailing.languages import language_key
 from bulkimport.models import User, fold_key, utcnow
 
 SEED = 20261125

@@ -1,4 +1,4 @@
-"""The mail stage: N invitations sent by 2 real RQ worker processes (`MailWorker`) to a local
+"""The mail stage: N invitations sent by 2 real RQ worker processes (`Worker`) to a local
 SMTP sink with the throttle off, beside the raw floor measured in the same run.
 
 The floor is what sending N invitations cannot avoid: on 2 processes, each taking half of the
@@ -76,8 +76,8 @@ class MailResult:
             f"mail: bcrypt cost {self.rounds} ({1000 * self.hash_seconds:.0f} ms a hash here, so "
             f"{self.estimate:.1f} s of hashing a side on {WORKERS} cores), throttle off "
             f"(MAIL_RATE_PER_MINUTE=0), chunks of {CHUNK_SIZE}, a local aiosmtpd sink in a "
-            f"process of its own. Ours {n / self.ours:.2f} e-mails/s: {WORKERS} MailWorker "
-            "processes (rq worker -w bulkimport.mailing.worker.MailWorker), started and idle "
+            f"process of its own. Ours {n / self.ours:.2f} e-mails/s: {WORKERS} Worker "
+            "processes (rq worker -w bulkimport.worker.Worker), started and idle "
             "before the clock; the clock runs from wake() until every invitation is sent "
             f"(database polled every {POLL_SECONDS:g} s); {parts}. Floor "
             f"{n / self.floor:.2f} e-mails/s: {WORKERS} processes, half the addresses each: a "
@@ -198,7 +198,7 @@ def hash_seconds(rounds: int) -> float:
 
 
 def measure_ours(url: str, result: MailResult, sink: Sink, redis) -> None:
-    """Start 2 MailWorker processes and let them go idle, seed N users with a queued invitation
+    """Start 2 Worker processes and let them go idle, seed N users with a queued invitation
     each, then time wake() until every invitation is `sent` (polling every 0.1 s)."""
     app = create_app({"DATABASE_URL": url, "SECRET_KEY": SECRET_KEY, "REDIS_URL": redis_url(),
                       "MAIL_CHUNK_SIZE": CHUNK_SIZE, "TESTING": True, "LOG_LEVEL": "WARNING"})
@@ -228,10 +228,10 @@ def measure_ours(url: str, result: MailResult, sink: Sink, redis) -> None:
 
 
 def _start_worker(number: int, env: dict, logs: Path) -> subprocess.Popen:
-    """One `rq worker -w MailWorker` process, as the README's Production section starts it."""
+    """One `rq worker -w Worker` process, as the README's Production section starts it."""
     log = open(logs / f"worker-{number}.log", "w")  # noqa: SIM115  (closed with the process)
     return subprocess.Popen(
-        [sys.executable, "-m", "rq.cli", "worker", "-w", "bulkimport.mailing.worker.MailWorker",
+        [sys.executable, "-m", "rq.cli", "worker", "-w", "bulkimport.worker.Worker",
          "--url", redis_url(), "--serializer", "rq.serializers.JSONSerializer",
          "--name", f"bench-mail-{number}-{os.getpid()}", "mail", "imports"],
         cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -269,7 +269,7 @@ def seed_invitations(n: int) -> int:
 
 def _time_ours(result: MailResult, first_id: int, sink: Sink,
                workers: list[subprocess.Popen]) -> None:
-    from bulkimport.mailing.jobs import wake
+    from bulkimport.mailing.dispatch import wake
 
     n = result.invitations
     mine = Invitation.id >= first_id

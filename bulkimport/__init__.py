@@ -42,9 +42,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     csrf.init_app(app)
     bootstrap.init_app(app)
 
-    from . import models
+    from . import models, web
     from .auth import bp as auth_bp
-    from .commands import register_commands
+    from .cli import register_commands
     from .errors import register_error_pages
     from .localisation import bp as localisation_bp
     from .people import bp as people_bp
@@ -65,9 +65,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(localisation_bp)
     app.register_blueprint(system_bp)
     register_error_pages(app)
+    web.init_app(app)
     register_commands(app)
     if not app.config["REDIS_URL"] and not app.testing:
-        from .mailing.jobs import start_sweeper
+        from .sweep import start_sweeper
 
         @app.before_request
         def start_background_sweeper() -> None:

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from .importing.validation import check_email, username_problems
 from .models import User, fold_key
-from .policy import check_password, failure_messages, generate_password, load_policy
+from .password_policy import check_password, failure_messages, generate_password, load_policy
 from .security import hash_password
 
 FIRST_ADMIN = "admin"

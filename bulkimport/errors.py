@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, render_template, request
+from flask import Flask, current_app, render_template
 from flask_wtf.csrf import CSRFError
 
-
-def _wants_json() -> bool:
-    return request.accept_mimetypes.best == "application/json"
+from .extensions import db
+from .web import wants_json
 
 
 def register_error_pages(app: Flask) -> None:
@@ -15,12 +14,14 @@ def register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(403)
     def forbidden(error):
-        if _wants_json():
+        if wants_json():
             return {"error": "forbidden"}, 403
         return render_template("errors/403.html"), 403
 
     @app.errorhandler(404)
     def not_found(error):
+        if wants_json():
+            return {"error": "not_found"}, 404
         return render_template("errors/404.html"), 404
 
     @app.errorhandler(413)
@@ -34,4 +35,9 @@ def register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(500)
     def server_error(error):
+        # A failed flush leaves the session unusable; the page itself loads the current user
+        # (the top bar), so without the rollback the friendly page would fail in turn.
+        db.session.rollback()
+        if wants_json():
+            return {"error": "server_error"}, 500
         return render_template("errors/500.html"), 500

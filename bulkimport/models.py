@@ -99,7 +99,7 @@ class ImportBatch(db.Model):
     counts: Mapped[dict[str, int]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Touched by every change, progress included: a queued or applying batch whose updated_at
-    # stops moving has lost its job (see importing.jobs.recover_stale_batches).
+    # stops moving has lost its job (see importing.submission.recover_stale_batches).
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     expires_at: Mapped[datetime]
     progress_done: Mapped[int] = mapped_column(default=0)

@@ -13,9 +13,9 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .audit import record_event
-from .importing.lookups import matching
+from .audit_trail import record_event
 from .importing.reader import HEADING_ALIASES, normalise_heading
+from .lookups import matching
 from .models import ProfileField, ProfileValue, fold_key
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")

@@ -158,7 +158,7 @@ def app_factory(backend, migrated, tmp_path):
         return app
 
     yield build
-    from bulkimport.jobs import wait_for_jobs
+    from bulkimport.background import wait_for_jobs
 
     for app in made:
         wait_for_jobs(app)

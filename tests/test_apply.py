@@ -23,9 +23,9 @@ from conftest import (
 )
 from sqlalchemy import func, select, update
 
+from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
 from bulkimport.importing import apply as apply_module
-from bulkimport.jobs import wait_for_jobs
 from bulkimport.models import ImportBatch, ImportRow, Invitation, User, utcnow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,7 +207,7 @@ def test_large_batch_is_applied_in_the_background(app_factory, admin_login):
 
 def test_background_progress_page_shows_a_bar(app_factory, admin_login, monkeypatch):
     app = app_factory(BACKGROUND_ROWS=1)
-    monkeypatch.setattr("bulkimport.importing.jobs.enqueue", lambda *args: None)
+    monkeypatch.setattr("bulkimport.importing.submission.enqueue", lambda *args: None)
     client = admin_login(app)
     batch_id = import_file(client, make_csv(2))
     page = client.get(f"/admin/people/import/{batch_id}/result").get_data(as_text=True)
@@ -349,7 +349,7 @@ def test_file_passwords_of_rows_in_error_are_not_stored_in_clear(app, client, ro
 
 
 def test_a_batch_whose_job_was_lost_is_enqueued_again(app_factory, monkeypatch):
-    from bulkimport.importing import jobs as import_jobs
+    from bulkimport.importing import submission as import_jobs
 
     app = app_factory(BACKGROUND_ROWS=2)
     client = login_admin(app)
@@ -368,7 +368,7 @@ def test_a_batch_whose_job_was_lost_is_enqueued_again(app_factory, monkeypatch):
 
 
 def test_a_batch_whose_worker_died_is_failed_and_can_be_submitted_again(app, client):
-    from bulkimport.importing.jobs import recover_stale_batches
+    from bulkimport.importing.submission import recover_stale_batches
 
     batch_id = batch_id_of(upload(client, sample("minimal.csv")))
     with app.app_context():

@@ -14,8 +14,8 @@ from conftest import ADMIN_PASSWORD, batch_id_of, choose_all, table_snapshot, up
 from sqlalchemy import select
 
 from bulkimport.accounts import create_admin
+from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
-from bulkimport.jobs import wait_for_jobs
 from bulkimport.models import ImportBatch, ImportRow, User
 
 HEADING = "username,firstname,surname,email"

@@ -23,8 +23,8 @@ from smtpserver import start_server
 from werkzeug.serving import make_server
 
 from bulkimport.accounts import create_admin
+from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
-from bulkimport.jobs import wait_for_jobs
 from bulkimport.people.forms import GENERATE_LABEL
 
 CHROMIUM = "/usr/bin/chromium"

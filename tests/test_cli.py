@@ -81,7 +81,7 @@ def test_ensure_admin_creates_the_first_admin_once(flask_cli):
     check = flask_cli("shell", stdin=(
         "from bulkimport.extensions import db\n"
         "from bulkimport.models import User\n"
-        "from bulkimport.auth.service import authenticate\n"
+        "from bulkimport.login import authenticate\n"
         "print('ADMINS', db.session.query(User).filter(User.is_admin).count())\n"
         f"print('LOGIN', authenticate(db.session, 'admin', {password!r}) is not None)\n"))
     assert "ADMINS 1" in check.stdout and "LOGIN True" in check.stdout

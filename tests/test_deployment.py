@@ -19,8 +19,8 @@ from smtpserver import free_port, password_in, start_server
 from sqlalchemy import func, select
 
 from bulkimport.accounts import create_admin
-from bulkimport.auth.service import authenticate
 from bulkimport.extensions import db
+from bulkimport.login import authenticate
 from bulkimport.models import ImportBatch, Invitation, User
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def stack(migrated, tmp_path):
     for n in range(2):
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "rq.cli", "worker", "-w",
-             "bulkimport.mailing.worker.MailWorker", "--url", REDIS_URL, "--serializer",
+             "bulkimport.worker.Worker", "--url", REDIS_URL, "--serializer",
              "rq.serializers.JSONSerializer", "--name", f"stack-{n}-{os.getpid()}", "mail",
              "imports"], cwd=ROOT, env=env, stdout=logs, stderr=subprocess.STDOUT))
     base = f"http://127.0.0.1:{port}"

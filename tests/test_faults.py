@@ -7,8 +7,8 @@ import pytest
 from conftest import POSTGRES_URL, _empty_tables, login_admin, make_app, require
 from sqlalchemy import create_engine, event, func, select, text
 
+from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
-from bulkimport.jobs import wait_for_jobs
 from bulkimport.models import ImportBatch, Invitation, User
 
 

@@ -11,12 +11,12 @@ from conftest import import_file, login_admin
 from smtpserver import start_server
 from sqlalchemy import select
 
+from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
-from bulkimport.jobs import wait_for_jobs
-from bulkimport.localisation.service import effective_template, invitation_template
-from bulkimport.mailing.jobs import sweep
+from bulkimport.mailing.languages import effective_template, invitation_template
 from bulkimport.mailing.templating import DEFAULT_INVITATION, INVITATION, INVITATION_VARIABLES
 from bulkimport.models import AuditEvent, Language, TemplateVersion, User
+from bulkimport.sweep import sweep
 
 BASE = "/admin/system/localisation"
 EDIT = f"{BASE}/{{code}}/templates/{INVITATION}"

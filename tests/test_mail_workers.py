@@ -66,7 +66,7 @@ def setup(app_factory, redis, smtp, tmp_path):
             log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115  (closed with the process)
             process = subprocess.Popen(
                 [sys.executable, "-m", "rq.cli", "worker", "-w",
-                 "bulkimport.mailing.worker.MailWorker", "--url", REDIS_URL, "--serializer",
+                 "bulkimport.worker.Worker", "--url", REDIS_URL, "--serializer",
                  "rq.serializers.JSONSerializer", "--name", f"{name}-{os.getpid()}",
                  "mail", "imports"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

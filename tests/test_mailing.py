@@ -12,12 +12,12 @@ from conftest import import_file, login_admin, sample
 from smtpserver import Authenticator, password_in, start_server
 from sqlalchemy import select
 
-from bulkimport.auth.service import authenticate
+from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
-from bulkimport.jobs import wait_for_jobs
-from bulkimport.mailing.jobs import sweep
+from bulkimport.login import authenticate
 from bulkimport.mailing.throttle import LocalThrottle, RedisThrottle
 from bulkimport.models import Invitation, User
+from bulkimport.sweep import sweep
 
 
 def make_csv(count: int) -> bytes:
@@ -273,7 +273,7 @@ def test_invitations_page_filters_and_estimates(app_factory, smtp):
     client = login_admin(app)
     from unittest import mock
 
-    with mock.patch("bulkimport.importing.jobs.wake"):  # nothing sent yet
+    with mock.patch("bulkimport.importing.submission.wake"):  # nothing sent yet
         batch_id = import_file(client, make_csv(130))
     status = client.get(f"/admin/people/import/{batch_id}/invitations.json").get_json()
     assert status["counts"]["queued"] == 130 and status["percent"] == 0
@@ -353,7 +353,7 @@ def _one_invitation(app_factory, controller):
     app = app_factory(**mail_config(controller))
     from unittest import mock
 
-    with mock.patch("bulkimport.importing.jobs.wake"):
+    with mock.patch("bulkimport.importing.submission.wake"):
         import_file(login_admin(app), make_csv(1))
     with app.app_context():
         return app, db.session.scalar(select(Invitation.id))

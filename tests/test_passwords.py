@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from bulkimport.accounts import AccountError, create_admin
 from bulkimport.extensions import db
 from bulkimport.models import AuditEvent, LoginFailures, PasswordPolicy, User, utcnow
-from bulkimport.policy import (
+from bulkimport.password_policy import (
     GENERATED_SYMBOLS,
     check_password,
     default_policy,
@@ -157,8 +157,8 @@ def test_bad_policy_values_are_refused_and_nothing_is_saved(app, client, changes
 
 def send_invitations_now(app) -> None:
     """Run the sweep that enqueues due invitations, and the in-process jobs it starts."""
-    from bulkimport.jobs import wait_for_jobs
-    from bulkimport.mailing.jobs import sweep
+    from bulkimport.background import wait_for_jobs
+    from bulkimport.sweep import sweep
 
     with app.app_context():
         sweep()

@@ -88,11 +88,11 @@ def test_the_procfile_and_systemd_units_run_the_documented_commands():
     assert set(procfile) == {"release", "web", "worker"}
     assert procfile["release"] == "flask --app wsgi db upgrade"
     assert "wsgi:app" in procfile["web"]
-    worker_class = "bulkimport.mailing.worker.MailWorker"
+    worker_class = "bulkimport.worker.Worker"
     assert worker_class in procfile["worker"]
-    from bulkimport.mailing.worker import MailWorker
+    from bulkimport.worker import Worker
 
-    assert MailWorker.__module__ + ".MailWorker" == worker_class
+    assert Worker.__module__ + ".Worker" == worker_class
     units = {p.name: p.read_text() for p in (ROOT / "deploy" / "systemd").glob("*.service")}
     assert "wsgi:app" in units["bulkimport-web.service"]
     assert worker_class in units["bulkimport-worker@.service"]

@@ -12,11 +12,11 @@ import pytest
 from conftest import batch_id_of, choose_all, import_file, login_admin, sample, upload
 from sqlalchemy import select
 
+from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
-from bulkimport.jobs import wait_for_jobs
-from bulkimport.mailing.jobs import sweep
 from bulkimport.models import AuditEvent, ProfileField, ProfileValue, User
 from bulkimport.profile import parse_date, parse_number
+from bulkimport.sweep import sweep
 
 FIELDS = "/admin/people/fields"
 

@@ -7,8 +7,8 @@ import re
 from conftest import batch_id_of, choose_all, import_file, sample, table_snapshot, upload
 from sqlalchemy import select
 
+from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
-from bulkimport.jobs import wait_for_jobs
 from bulkimport.models import ImportBatch, Invitation, User
 from bulkimport.security import verify_password
 

@@ -17,7 +17,7 @@ class LoginForm(FlaskForm):
 
 class ChangePasswordForm(FlaskForm):
     """The current password, the new one and its confirmation; the policy is checked by
-    `auth.service.change_password`, which names each failed rule."""
+    `login.change_password`, which names each failed rule."""
 
     current_password = PasswordField("Current password", validators=[DataRequired()],
                                      render_kw={"autocomplete": "current-password"})

@@ -9,12 +9,13 @@ from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..extensions import db
-from ..localisation.service import languages
-from ..policy import load_policy, rules_in_force
+from ..login import change_password as change_user_password
+from ..login import log_in, temporary_password_notice
+from ..mailing.languages import languages
+from ..password_policy import load_policy, rules_in_force
+from ..web import wants_json
 from . import bp
 from .forms import ChangePasswordForm, LanguageChoiceForm, LoginForm
-from .service import change_password as change_user_password
-from .service import log_in, temporary_password_notice
 
 # What a user who must change their password may still reach.
 OPEN_TO_FLAGGED = frozenset({"auth.change_password", "auth.logout", "auth.healthz"})
@@ -31,7 +32,7 @@ def hold_flagged_users():
     if endpoint in OPEN_TO_FLAGGED or endpoint == "static" or endpoint.endswith(".static"):
         return None
     target = url_for("auth.change_password")
-    if _wants_json():
+    if wants_json():
         return {"error": "password_change_required", "message": MUST_CHANGE,
                 "location": target}, 403
     next_url = request.full_path.rstrip("?") if request.method == "GET" else None
@@ -42,7 +43,7 @@ def hold_flagged_users():
 @bp.get("/healthz")
 def healthz():
     """Database, Redis and SMTP reachability as JSON: 200 when all are fine, else 503."""
-    from ..system.health import health
+    from ..health import health
 
     return health()
 
@@ -149,14 +150,6 @@ def _start_session(user) -> None:
     """A fresh session for `user`: nothing carried over from before, a new session cookie."""
     session.clear()
     login_user(user)
-
-
-def _wants_json() -> bool:
-    """Whether the client asked for JSON rather than a page."""
-    accept = request.accept_mimetypes
-    return (request.is_json or request.path.endswith(".json")
-            or accept.best_match(["text/html", "application/json"]) == "application/json"
-            and accept["application/json"] > accept["text/html"])
 
 
 def _safe_next(target: str | None) -> str | None:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..lookups import CHUNK, matching
 from ..models import (
     AuditEvent,
     ImportBatch,
@@ -29,7 +30,6 @@ from ..models import (
 )
 from ..profile import unique_key
 from ..security import hash_password, new_session_epoch, unseal_password
-from .lookups import CHUNK, matching
 from .reader import HEADING_ALIASES
 
 # Columns of `users` that an Update may change; "password" is handled apart.

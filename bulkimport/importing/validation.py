@@ -18,12 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..csvfiles import restore
-from ..localisation.service import language_codes, language_key
+from ..lookups import matching
+from ..mailing.languages import language_codes, language_key
 from ..models import ImportRow, PasswordPolicy, ProfileField, ProfileValue, User, fold_key
-from ..policy import check_password, failure_messages, load_policy
+from ..password_policy import check_password, failure_messages, load_policy
 from ..profile import active_fields, parse_value, values_of
 from ..security import seal_password
-from .lookups import matching
 from .reader import FileProblem, Table
 
 MAX_NAME_LENGTH = 100

@@ -3,7 +3,7 @@ per language (with versions, preview and a test e-mail)."""
 
 from flask import Blueprint
 
-from ..auth.access import require_admin
+from ..web import require_admin
 
 bp = Blueprint("localisation", __name__, url_prefix="/admin/system/localisation")
 bp.before_request(require_admin)  # every page here is for administrators

@@ -9,12 +9,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..mailing import sending
-from ..mailing.templating import NotificationTemplate, RenderError, render
-from ..mailing.transport import SendFailure
-from ..models import Language, TemplateVersion, User, fold_key
-from . import bp
-from .forms import DefaultLanguageForm, LanguageForm, RestoreForm, TemplateForm
-from .service import (
+from ..mailing.languages import (
     NOTIFICATIONS,
     LocalisationError,
     add_language,
@@ -30,6 +25,11 @@ from .service import (
     set_default_language,
     versions,
 )
+from ..mailing.templating import NotificationTemplate, RenderError, render
+from ..mailing.transport import SendFailure
+from ..models import Language, TemplateVersion, User, fold_key
+from . import bp
+from .forms import DefaultLanguageForm, LanguageForm, RestoreForm, TemplateForm
 
 PASSWORD_MASK = "••••••••••••"
 

@@ -20,12 +20,12 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import or_, select, update
 
-from ..audit import record_event
+from ..audit_trail import record_event
 from ..extensions import db
-from ..localisation.service import invitation_template
 from ..models import Invitation, SystemState, utcnow
-from ..policy import generate_password, load_policy
+from ..password_policy import generate_password, load_policy
 from ..security import hash_password
+from .languages import invitation_template
 from .templating import NotificationTemplate, RenderError, invitation_context, render
 from .throttle import LocalThrottle, RedisThrottle
 from .transport import SendFailure, build_message, transport_for
@@ -276,7 +276,7 @@ def make_throttle():
     """The send-rate limit shared by every worker (Redis), or by this process (no Redis)."""
     config = current_app.config
     if config["REDIS_URL"]:
-        from ..jobs import redis_connection
+        from ..background import redis_connection
 
         return RedisThrottle(redis_connection(current_app), config["MAIL_RATE_PER_MINUTE"])
     return LocalThrottle(config["MAIL_RATE_PER_MINUTE"])

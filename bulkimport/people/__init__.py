@@ -3,10 +3,10 @@ invitations and the password policy."""
 
 from flask import Blueprint
 
-from ..auth.access import require_admin
+from ..web import require_admin
 
 bp = Blueprint("people", __name__, url_prefix="/admin/people")
 bp.before_request(require_admin)  # every page here is for administrators
 
 
-from . import exports, fields, history, invitations, password_policy, routes  # noqa: E402,F401  (views attach themselves to bp)
+from . import exports, fields, history, invitations, policy_routes, routes  # noqa: E402,F401  (views attach themselves to bp)

@@ -7,10 +7,10 @@ from flask import render_template, request
 
 from ..csvfiles import csv_lines
 from ..extensions import db
+from ..user_directory import export_columns, export_rows
+from ..web import csv_response
 from . import bp
 from .forms import ExportForm
-from .routes import csv_response
-from .users import export_columns, export_rows
 
 
 @bp.get("/export")

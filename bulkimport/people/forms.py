@@ -21,7 +21,8 @@ from wtforms.validators import InputRequired, NumberRange, ValidationError
 
 from ..importing.staging import APPLICABLE, FILTERS
 from ..models import ImportRow
-from ..policy import MAX_LENGTH_RANGE, MIN_LENGTH_RANGE, TEMP_DAYS_RANGE
+from ..password_policy import MAX_LENGTH_RANGE, MIN_LENGTH_RANGE, TEMP_DAYS_RANGE
+from ..web import page_number
 
 ENCODINGS = [SelectChoice(value, label) for value, label in (
     ("", "Detect"), ("utf-8", "UTF-8"), ("utf-16", "UTF-16 (with BOM)"),
@@ -31,18 +32,6 @@ ENCODINGS = [SelectChoice(value, label) for value, label in (
 DELIMITERS = [SelectChoice(value, label) for value, label in (
     ("", "Detect"), (",", "Comma ,"), (";", "Semicolon ;"), ("\t", "Tab"),
     ("|", "Vertical bar |"))]
-MAX_PAGE = 100_000
-
-
-def whole_number(value) -> int | None:
-    """`value` as a non-negative int if it is written with ASCII digits only, else None."""
-    text = str(value or "")
-    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else None
-
-
-def page_number(values) -> int:
-    """The `page` of a query string or form as a page number from 1 to MAX_PAGE."""
-    return min(max(whole_number(values.get("page")) or 1, 1), MAX_PAGE)
 
 
 GENERATE_LABEL = "Generate random passwords and send login credentials via email"

@@ -9,8 +9,8 @@ from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..models import ImportBatch
+from ..web import page_number
 from . import bp
-from .forms import page_number
 
 BATCHES_PER_PAGE = 50
 

@@ -9,12 +9,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
-from ..mailing.jobs import wake
+from ..mailing.dispatch import wake
 from ..mailing.sending import paused_reason, resend
 from ..mailing.status import EXPIRED, STATUSES, expired_condition, invitation_counts, progress
 from ..models import ImportBatch, Invitation, User, utcnow
+from ..web import page_number, whole_number
 from . import bp
-from .forms import ResendForm, page_number, whole_number
+from .forms import ResendForm
 
 PER_PAGE = 100
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from flask import (
-    Response,
     abort,
     flash,
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask_login import current_user
@@ -18,8 +16,7 @@ from sqlalchemy import func, select
 from ..csvfiles import csv_lines
 from ..extensions import db
 from ..importing.apply import ApplyError, result_message
-from ..importing.jobs import submit_batch
-from ..importing.reader import DELIMITERS, ENCODING_NAMES, FileProblem
+from ..importing.reader import FileProblem
 from ..importing.staging import (
     FILTERS,
     ROWS_PER_PAGE,
@@ -34,11 +31,13 @@ from ..importing.staging import (
     save_choices,
     stage_upload,
 )
+from ..importing.submission import submit_batch
 from ..mailing.status import latest_status_by_user
 from ..models import ImportBatch, ImportRow, User
+from ..user_directory import search_condition
+from ..web import csv_response, page_number
 from . import bp
-from .forms import SearchForm, UploadForm, page_number, review_form_for
-from .users import search_condition
+from .forms import SearchForm, UploadForm, review_form_for
 
 USERS_PER_PAGE = 50
 
@@ -177,39 +176,6 @@ def results_csv(batch_id: int):
     return csv_response(csv_lines(lines()), f"results-{_stem(batch.filename)}.csv")
 
 
-def csv_response(lines, filename: str) -> Response:
-    """A streamed CSV download named `filename`."""
-    return Response(stream_with_context(lines), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
-
 def _stem(filename: str) -> str:
     stem = filename.rsplit(".", 1)[0] or "upload"
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:80]
-
-
-@bp.app_template_filter("encoding_name")
-def encoding_name(codec: str) -> str:
-    """An encoding as a person calls it: `UTF-8 with BOM`, `Windows-1252`."""
-    return ENCODING_NAMES.get(codec, codec)
-
-
-@bp.app_template_filter("delimiter_name")
-def delimiter_name(delimiter: str) -> str:
-    """A delimiter in words with the character itself: `semicolon (;)`."""
-    return f"{DELIMITERS.get(delimiter, 'custom')} ({'⇥' if delimiter == chr(9) else delimiter})"
-
-
-@bp.app_template_filter("status_badge")
-def status_badge(status: str) -> str:
-    """The Bootstrap badge class of an invitation status."""
-    return {"queued": "text-bg-secondary", "sending": "text-bg-info", "sent": "text-bg-success",
-            "failed": "text-bg-danger", "expired": "text-bg-warning"}.get(status, "text-bg-light")
-
-
-@bp.app_template_filter("display_value")
-def display_value(value) -> str:
-    """A stored value as shown in the old → new list: yes/no for flags, (empty) for nothing."""
-    if value is True or value is False:
-        return "yes" if value else "no"
-    return "(empty)" if value in (None, "") else str(value)

@@ -3,10 +3,10 @@ and the banner that tells every administrator when sending is paused."""
 
 from flask import Blueprint
 
-from ..auth.access import require_admin
+from ..web import require_admin
 
 bp = Blueprint("system", __name__, url_prefix="/admin/system")
 bp.before_request(require_admin)  # every page here is for administrators
 
 
-from . import audit, routes  # noqa: E402,F401  (views attach themselves to bp)
+from . import audit_log, routes  # noqa: E402,F401  (views attach themselves to bp)

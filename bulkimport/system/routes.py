@@ -11,7 +11,7 @@ from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
-from ..mailing.jobs import wake
+from ..mailing.dispatch import wake
 from ..mailing.sending import paused_reason, try_resume
 from . import bp
 

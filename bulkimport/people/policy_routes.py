@@ -6,7 +6,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..extensions import db
-from ..policy import POLICY_FIELDS, load_policy, rules_in_force, save_policy
+from ..password_policy import POLICY_FIELDS, load_policy, rules_in_force, save_policy
 from . import bp
 from .forms import PasswordPolicyForm
 

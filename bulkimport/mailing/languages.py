@@ -11,8 +11,10 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..audit import record_event
-from ..mailing.templating import (
+from ..audit_trail import record_event
+from ..models import Language, TemplateVersion
+from ..password_policy import load_policy
+from .templating import (
     DEFAULT_INVITATION,
     INVITATION,
     INVITATION_VARIABLES,
@@ -20,8 +22,6 @@ from ..mailing.templating import (
     check_template,
     sample_context,
 )
-from ..models import Language, TemplateVersion
-from ..policy import load_policy
 
 SHIPPED_LANGUAGE = "en"
 # The notification templates an editor can change: name → (title, shipped template, variables).

@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 
 # Job name → (queue, "module:function"). Names, not callables, so that the queue holds no code.
 JOBS = {
-    "apply_batch": ("imports", "bulkimport.importing.jobs:apply_batch_job"),
-    "send_invitations": ("mail", "bulkimport.mailing.jobs:send_invitations_job"),
+    "apply_batch": ("imports", "bulkimport.importing.submission:apply_batch_job"),
+    "send_invitations": ("mail", "bulkimport.mailing.dispatch:send_invitations_job"),
 }
 JOB_TIMEOUT = 4 * 3600  # a 100,000-row batch with file passwords hashes for a long while
 FAILURE_TTL = 7 * 24 * 3600  # RQ keeps failed jobs for a year unless told otherwise
@@ -34,7 +34,7 @@ def enqueue(name: str, *ids: int) -> None:
         from rq.serializers import JSONSerializer
 
         queue = Queue(queue_name, connection=redis_connection(app), serializer=JSONSerializer)
-        queue.enqueue("bulkimport.jobs.run", name, *ids, job_timeout=JOB_TIMEOUT,
+        queue.enqueue("bulkimport.background.run", name, *ids, job_timeout=JOB_TIMEOUT,
                       failure_ttl=FAILURE_TTL, result_ttl=3600)
         return
     log.info("No Redis configured: running job %s%s in-process in the background", name, ids)

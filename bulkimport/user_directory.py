@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from ..models import User, fold_key
-from ..profile import active_fields, values_of
+from .models import User, fold_key
+from .profile import active_fields, values_of
 
 # The standard columns of an export, as the import reads them back.
 STANDARD_COLUMNS = (("username", "username"), ("firstname", "firstname"),

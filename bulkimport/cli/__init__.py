@@ -9,9 +9,9 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from .accounts import AccountError, create_admin, ensure_first_admin
-from .extensions import db
-from .importing.staging import purge_expired
+from ..accounts import AccountError, create_admin, ensure_first_admin
+from ..extensions import db
+from ..importing.staging import purge_expired
 
 
 def register_commands(app: Flask) -> None:
@@ -19,7 +19,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(create_admin_command)
     app.cli.add_command(ensure_admin_command)
     app.cli.add_command(purge_batches_command)
-    from .people.cli import people_cli
+    from .people import people_cli
 
     app.cli.add_command(people_cli)
 

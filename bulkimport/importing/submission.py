@@ -10,9 +10,9 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from ..background import enqueue
 from ..extensions import db
-from ..jobs import enqueue
-from ..mailing.jobs import wake
+from ..mailing.dispatch import wake
 from ..models import ImportBatch, utcnow
 from .apply import (
     ApplyError,

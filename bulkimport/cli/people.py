@@ -26,7 +26,7 @@ from ..importing.apply import (
 from ..importing.reader import DELIMITERS, FileProblem
 from ..importing.staging import UploadOptions, rows_query, save_choices, stage_upload
 from ..models import ImportBatch, ImportRow, User, fold_key
-from .users import export_columns, export_rows
+from ..user_directory import export_columns, export_rows
 
 people_cli = AppGroup("people", help="Import and export users from the command line.")
 ACTIONS = (ImportRow.ADD, ImportRow.UPDATE)
@@ -106,7 +106,7 @@ def import_command(file: Path, dry_run: bool, generate_passwords: bool, actions:
     if results:
         _write_results(batch, results)
     if result["invitations"] and current_app.config["REDIS_URL"]:
-        from ..mailing.jobs import wake
+        from ..mailing.dispatch import wake
 
         wake()  # without Redis, the web application's sweeper sends them
 

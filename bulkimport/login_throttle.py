@@ -12,8 +12,8 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..audit import record_event
-from ..models import LoginFailures, fold_key
+from .audit_trail import record_event
+from .models import LoginFailures, fold_key
 
 MAX_DELAY_SECONDS = 60
 

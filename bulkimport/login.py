@@ -8,11 +8,11 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..audit import record_event
-from ..models import User, fold_key, utcnow
-from ..policy import check_password, failure_messages, load_policy
-from ..security import hash_cost, hash_password, new_session_epoch, verify_password
-from .throttle import clear_failures, failures_of, login_keys, record_failure, refusal
+from .audit_trail import record_event
+from .login_throttle import clear_failures, failures_of, login_keys, record_failure, refusal
+from .models import User, fold_key, utcnow
+from .password_policy import check_password, failure_messages, load_policy
+from .security import hash_cost, hash_password, new_session_epoch, verify_password
 
 INVALID = "Invalid username or password."
 EXPIRED = ("Your temporary password has expired. Ask an administrator to send you a new one "

@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..models import AuditEvent, User, fold_key
-from ..people.forms import page_number
+from ..web import page_number
 from . import bp
 
 EVENTS_PER_PAGE = 100

@@ -8,8 +8,8 @@ import time
 from flask import current_app
 from sqlalchemy import text
 
-from ..extensions import db
-from ..mailing.transport import SendFailure, SMTPTransport
+from .extensions import db
+from .mailing.transport import SendFailure, SMTPTransport
 
 HEALTH_TIMEOUT = 3.0
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from sqlalchemy.orm import Session
 
-from .audit import record_event
+from .audit_trail import record_event
 from .models import PasswordPolicy
 from .security import MAX_PASSWORD_BYTES, PASSWORD_ALPHABET, verify_password
 

@@ -1,0 +1,46 @@
+"""Dispatching invitations to the queue: the mail job, and `wake`, which enqueues every due
+invitation that no job carries.
+
+Jobs carry invitation ids only. Retries are not scheduled in Redis: an invitation's
+`next_attempt_at` is the schedule (the database is the outbox), and `bulkimport.sweep` calls
+`wake` periodically, so that nothing is lost when Redis loses its data or an enqueue fails.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+from sqlalchemy import update
+
+from ..background import enqueue
+from ..extensions import db
+from ..models import Invitation
+from .sending import send_invitations, take_due_for_enqueue
+
+log = logging.getLogger(__name__)
+
+
+def send_invitations_job(*invitation_ids: int) -> dict[str, int]:
+    """RQ job: send these invitations (those still due and free) over one SMTP connection."""
+    return send_invitations(list(invitation_ids))
+
+
+def wake() -> int:
+    """Enqueue jobs for the due invitations no job carries, in chunks; returns how many. Safe
+    to call any time (after an import, a resend, at worker start): duplicates cost nothing,
+    because sending claims each invitation once."""
+    ids = take_due_for_enqueue()
+    size = current_app.config["MAIL_CHUNK_SIZE"]
+    for start in range(0, len(ids), size):
+        chunk = ids[start:start + size]
+        try:
+            enqueue("send_invitations", *chunk)
+        except Exception as exc:  # the queue is down: the sweep will try again
+            log.warning("Could not enqueue invitations (%s); the sweep will retry", exc)
+            db.session.execute(update(Invitation).where(Invitation.id.in_(ids[start:]))
+                               .values(enqueued_at=None)
+                               .execution_options(synchronize_session=False))
+            db.session.commit()
+            return start
+    return len(ids)
