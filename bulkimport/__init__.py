@@ -10,6 +10,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from . import clock
 from .config import load_config
 from .extensions import bootstrap, csrf, db, login_manager, migrate
 from .logs import configure_logging
@@ -33,6 +34,7 @@ def create_app(overrides: dict | None = None) -> Flask:
 
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+    app.extensions[clock.EXTENSION_KEY] = app.config.get("CLOCK") or clock.SYSTEM_CLOCK
     db.init_app(app)
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True)
     login_manager.init_app(app)

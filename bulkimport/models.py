@@ -4,19 +4,15 @@ password policy, login throttling and the audit trail."""
 from __future__ import annotations
 
 import unicodedata
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from flask_login import UserMixin
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from .clock import utcnow
 from .extensions import db
-
-
-def utcnow() -> datetime:
-    """The current time in UTC, naive, as stored in the database."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def fold_key(value: str) -> str:
