@@ -30,10 +30,12 @@ run: $(VENV)/.installed
 ## test: install what the tests need, lint, and run the whole suite
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 ## worker: an RQ worker for mail and imports, in the app, with RQ's scheduler (needs Redis)
 worker: $(VENV)/.installed

@@ -6,7 +6,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .importing.validation import check_email, username_problems
+from .columns import check_email, username_problems
 from .models import User, fold_key
 from .password_policy import check_password, failure_messages, generate_password, load_policy
 from .security import hash_password

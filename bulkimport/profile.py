@@ -14,14 +14,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .audit_trail import record_event
-from .importing.reader import HEADING_ALIASES, normalise_heading
+from .columns import HEADING_ALIASES, normalise_heading, yes_no
 from .lookups import matching
 from .models import ProfileField, ProfileValue, fold_key
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 MAX_TEXT = 1000
-TRUE_WORDS = {"1", "yes", "y", "true"}
-FALSE_WORDS = {"0", "no", "n", "false"}
 TYPE_NAMES = {ProfileField.TEXT: "text", ProfileField.NUMBER: "number",
               ProfileField.DATE: "date", ProfileField.CHOICE: "choice",
               ProfileField.YESNO: "yes/no"}
@@ -77,11 +75,9 @@ def parse_value(field: ProfileField, cell: str) -> tuple[str | None, str | None]
                 return option, None
         return None, (f"{field.name} “{text}” is not one of its choices: "
                       f"{', '.join(field.options)}.")
-    word = text.lower()
-    if word in TRUE_WORDS:
-        return "yes", None
-    if word in FALSE_WORDS:
-        return "no", None
+    answer = yes_no(text)
+    if answer is not None:
+        return ("yes" if answer else "no"), None
     return None, f"{field.name} is “{text}”; use yes or no (1/0, true/false, y/n also work)."
 
 

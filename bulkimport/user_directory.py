@@ -8,13 +8,10 @@ from collections.abc import Iterator
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from .columns import EXPORTED
 from .models import User, fold_key
 from .profile import active_fields, values_of
 
-# The standard columns of an export, as the import reads them back.
-STANDARD_COLUMNS = (("username", "username"), ("firstname", "firstname"),
-                    ("surname", "surname"), ("email", "email"), ("language", "language"),
-                    ("must_change_password", "Change password next time"))
 EXPORT_CHUNK = 1000
 
 
@@ -33,7 +30,8 @@ def search_condition(term: str):
 def export_columns(session: Session) -> list[tuple[str, str]]:
     """(key, CSV heading) of every column an export can have: the standard ones, then each
     active profile field under its symbolic name."""
-    return [*STANDARD_COLUMNS, *((f.name, f.name) for f in active_fields(session))]
+    return [*((c.key, c.label) for c in EXPORTED),
+            *((f.name, f.name) for f in active_fields(session))]
 
 
 def export_rows(session: Session, keys: list[str], term: str = "") -> Iterator[list[object]]:
@@ -45,7 +43,7 @@ def export_rows(session: Session, keys: list[str], term: str = "") -> Iterator[l
     yield [columns[k] for k in keys]
     custom = [f for f in active_fields(session) if f.name in keys]
     condition = search_condition(term)
-    standard = dict(STANDARD_COLUMNS)
+    standard = {c.key: c for c in EXPORTED}
     after = ""
     while True:  # keyset pagination: rows as tuples, no ORM objects piling up in the session
         query = (select(User.id, User.username_key, *(getattr(User, k) for k in standard))
@@ -59,11 +57,6 @@ def export_rows(session: Session, keys: list[str], term: str = "") -> Iterator[l
         profile = values_of(session, [u["id"] for u in users], custom)
         for user in users:
             values = profile.get(user["id"], {})
-            yield [_standard(user, k) if k in standard else values.get(k, "") for k in keys]
+            yield [standard[k].export_value(user[k]) if k in standard else values.get(k, "")
+                   for k in keys]
         after = users[-1]["username_key"]
-
-
-def _standard(user, key: str) -> object:
-    if key == "must_change_password":
-        return "1" if user[key] else "0"
-    return user[key] or ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import Flask, Response, abort, request, stream_with_context
 from flask_login import current_user
 
+from .columns import label
 from .extensions import login_manager
 from .importing.reader import DELIMITERS, ENCODING_NAMES
 
@@ -87,3 +88,9 @@ def display_value(value) -> str:
     if value is True or value is False:
         return "yes" if value else "no"
     return "(empty)" if value in (None, "") else str(value)
+
+
+@_filter("column_label")
+def column_label(key: str) -> str:
+    """The label of a standard column (`Change password next time`), or a profile field's name."""
+    return label(key)

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..columns import BY_KEY, UPDATABLE
 from ..lookups import CHUNK, matching
 from ..models import (
     AuditEvent,
@@ -30,11 +31,8 @@ from ..models import (
 )
 from ..profile import unique_key
 from ..security import hash_password, new_session_epoch, unseal_password
-from .reader import HEADING_ALIASES
 
 # Columns of `users` that an Update may change; "password" is handled apart.
-STANDARD_FIELDS = frozenset(HEADING_ALIASES.values())
-UPDATABLE = ("username", "firstname", "surname", "email", "language", "must_change_password")
 OPEN_STATES = (ImportBatch.STAGED, ImportBatch.FAILED)
 
 
@@ -190,7 +188,7 @@ def _write_profile_values(session: Session, batch: ImportBatch, adds: list[Row],
                           updates: list[Row]) -> None:
     """Store the custom profile values of the added users and the changed values of the updated
     ones (a changed value is deleted, then inserted unless it was cleared)."""
-    names = {c["field"] for c in batch.columns if c["field"]} - set(STANDARD_FIELDS)
+    names = {c["field"] for c in batch.columns if c["field"]} - set(BY_KEY)
     if not names:
         return
     fields = {f.name: f for f in session.scalars(select(ProfileField).where(

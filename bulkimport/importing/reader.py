@@ -14,20 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-REQUIRED_FIELDS = ("username", "firstname", "surname", "email")
-
-# Normalised heading → field. Normalising drops case, spaces, "-" and "_".
-HEADING_ALIASES = {
-    "username": "username", "user": "username", "login": "username", "loginname": "username",
-    "firstname": "firstname", "givenname": "firstname", "forename": "firstname",
-    "surname": "surname", "lastname": "surname", "familyname": "surname",
-    "email": "email", "emailaddress": "email", "mail": "email",
-    "changepasswordnexttime": "must_change_password",
-    "mustchangepassword": "must_change_password",
-    "forcepasswordchange": "must_change_password",
-    "language": "language", "lang": "language",
-    "password": "password",
-}
+from ..columns import HEADING_ALIASES, REQUIRED, normalise_heading
 
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
 
@@ -106,11 +93,6 @@ class Table:
             return None
 
 
-def normalise_heading(heading: str) -> str:
-    """The form in which headings are compared: no case, spaces, '-' or '_'."""
-    return re.sub(r"[\s_\-]+", "", heading).casefold()
-
-
 def read_table(
     data: bytes,
     *,
@@ -167,7 +149,7 @@ def map_headings(headings: list[str], custom_fields: Iterable[str] = ()) -> list
                 f"{seen[name or key]}; each column must appear once.", 1)
         seen[name or key] = number
         fields.append(name)
-    missing = [name for name in REQUIRED_FIELDS if name not in fields]
+    missing = [name for name in REQUIRED if name not in fields]
     if missing:
         raise FileProblem(
             "Line 1: required column" + ("s" if len(missing) > 1 else "") + " missing: "

@@ -6,17 +6,23 @@ Messages are written for the administrator who will fix the file, and never cont
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..columns import (
+    BY_KEY,
+    COMPARED,
+    LANGUAGE_CODE,
+    REQUIRED,
+    CheckContext,
+    label,
+    skeleton,
+)
 from ..csvfiles import restore
 from ..lookups import matching
 from ..mailing.languages import language_codes, language_key
@@ -25,33 +31,6 @@ from ..password_policy import check_password, failure_messages, load_policy
 from ..profile import active_fields, parse_value, values_of
 from ..security import seal_password
 from .reader import FileProblem, Table
-
-MAX_NAME_LENGTH = 100
-MAX_EMAIL_LENGTH = 254
-STAND_IN = "example.com"  # replaces an allowed intranet domain while email-validator checks
-
-TRUE_WORDS = {"1", "yes", "y", "true"}
-FALSE_WORDS = {"0", "no", "n", "false", ""}
-FIELD_LABELS = {
-    "username": "username", "firstname": "firstname", "surname": "surname", "email": "email",
-    "must_change_password": "Change password next time", "language": "language",
-    "password": "password",
-}
-# Fields compared with the stored user to find what an Update changes, in display order.
-COMPARED_FIELDS = ("username", "firstname", "surname", "email", "language",
-                   "must_change_password")
-
-_USERNAME = re.compile(r"^[^\W_][\w.@-]*$")
-_LANGUAGE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")
-# Scripts whose letters imitate each other; mixing them in one name is refused.
-_CONFUSABLE_SCRIPTS = {"LATIN", "CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC"}
-# Lower-case letters of other scripts that look like a Latin letter.
-_SKELETON = str.maketrans({
-    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j",
-    "ѕ": "s", "һ": "h", "ԁ": "d", "ԛ": "q", "ԝ": "w", "ӏ": "l", "к": "k", "в": "b", "м": "m",
-    "н": "h", "т": "t", "α": "a", "ο": "o", "ν": "v", "ρ": "p", "τ": "t", "ι": "i", "κ": "k",
-    "υ": "u", "χ": "x", "ε": "e", "β": "b", "η": "n", "μ": "u", "ω": "w",
-})
 
 
 @dataclass(slots=True)
@@ -110,7 +89,8 @@ def plan_table(
     allowed = tuple(d.lower().lstrip(".") for d in allowed_domains)
     columns = {f: i for i, f in enumerate(table.fields) if f is not None}
 
-    rows = [_check_row(record, columns, table.headings, allowed) for record in table.records]
+    context = CheckContext(allowed)
+    rows = [_check_row(record, columns, table.headings, context) for record in table.records]
     _check_languages(rows, language_codes(session))
     custom = _custom_fields(table, session if fields is None else None, fields)
     _check_custom_values(rows, custom)
@@ -135,7 +115,7 @@ def plan_table(
 
 
 def _check_row(record, columns: dict[str, int], headings: list[str],
-               allowed: tuple[str, ...]) -> RowPlan:
+               context: CheckContext) -> RowPlan:
     cells = record.cells
     width = len(headings)
     username_cell = cells[columns["username"]].strip() if columns["username"] < len(cells) else ""
@@ -151,107 +131,21 @@ def _check_row(record, columns: dict[str, int], headings: list[str],
     for index, cell in enumerate(cells):
         # Every column, imported or not: a quote left open swallows the next lines into a cell.
         if "\n" in cell.strip() or "\r" in cell.strip():
-            name = (FIELD_LABELS.get(fields[index], fields[index]) if index in fields
-                    else f"column “{headings[index]}”")
+            name = label(fields[index]) if index in fields else f"column “{headings[index]}”"
             span = f"lines {record.line}–{record.end_line}"
             row.errors.append(f"{name} contains a line break ({span}); "
                               "perhaps a quote is not closed.")
-    for name in ("username", "firstname", "surname", "email"):
+    for name in REQUIRED:
         if not values[name]:
-            row.errors.append(f"{FIELD_LABELS[name]} is missing.")
+            row.errors.append(f"{label(name)} is missing.")
+    for name in values:
+        if name in BY_KEY:
+            values[name], problems = BY_KEY[name].clean(values[name], context)
+            row.errors.extend(problems)
     if values["username"]:
-        values["username"] = unicodedata.normalize("NFKC", values["username"])
         row.username = values["username"]
-        row.errors.extend(username_problems(values["username"]))
-    for name in ("firstname", "surname"):
-        if len(values[name]) > MAX_NAME_LENGTH:
-            row.errors.append(f"{name} is longer than {MAX_NAME_LENGTH} characters.")
-    if values["email"]:
-        email, problem = check_email(values["email"], allowed)
-        values["email"] = email
-        if problem:
-            row.errors.append(problem)
-    if "must_change_password" in values:
-        word = values["must_change_password"].lower()
-        if word in TRUE_WORDS:
-            values["must_change_password"] = True
-        elif word in FALSE_WORDS:
-            values["must_change_password"] = None if word == "" else False
-        else:
-            row.errors.append(f"Change password next time is “{values['must_change_password']}”; "
-                              "use 1 or 0 (yes/no, true/false, y/n also work), or leave it empty.")
-    if values.get("language") and not _LANGUAGE.match(values["language"]):
-        row.errors.append(f"language “{values['language']}” is not a language code such as en, "
-                          "fr or pt_BR.")
     row.values = values
     return row
-
-
-def username_problems(username: str) -> list[str]:
-    """Every rule an (NFKC-normalised) username breaks, each as a sentence."""
-    problems = []
-    if len(username) > MAX_NAME_LENGTH:
-        problems.append(f"username is longer than {MAX_NAME_LENGTH} characters.")
-    elif len(fold_key(username)) > MAX_NAME_LENGTH:  # its unique key, where ß counts as ss
-        problems.append(f"username is longer than {MAX_NAME_LENGTH} characters once case is "
-                        f"ignored ({len(fold_key(username))}: ß becomes ss, for example).")
-    if not _USERNAME.match(username):
-        bad = sorted({c for c in username if not (c.isalnum() or c in "._-@")})
-        found = ", ".join("space" if c == " " else f"“{c}”" for c in bad) or "a leading symbol"
-        problems.append("username may only contain letters, digits and . _ - @, and must start "
-                        f"with a letter or digit (found {found}).")
-    scripts = _scripts(username)
-    if len(scripts) > 1:
-        names = " and ".join(sorted(s.title() for s in scripts))
-        problems.append(f"username mixes {names} letters, which can imitate another name.")
-    return problems
-
-
-def _scripts(text: str) -> set[str]:
-    if text.isascii():
-        return {"LATIN"} if any(c.isalpha() for c in text) else set()
-    found = set()
-    for char in text:
-        if char.isalpha():
-            script = unicodedata.name(char, "UNKNOWN").split(" ", 1)[0]
-            if script in _CONFUSABLE_SCRIPTS:
-                found.add(script)
-    return found
-
-
-def skeleton(username: str) -> str:
-    """The Latin look-alike of a username written in another script, for spotting imitations."""
-    return fold_key(username).translate(_SKELETON)
-
-
-def check_email(value: str, allowed: tuple[str, ...]) -> tuple[str, str | None]:
-    """The normalised address and a problem sentence (None when the address is good)."""
-    if "<" in value or ">" in value or '"' in value:
-        return value, (f"email “{value}” must be a bare address such as name@example.com, "
-                       "without a display name, quotes or angle brackets.")
-    if any(sep in value for sep in ",; "):
-        return value, f"email “{value}” must hold exactly one address, without spaces or lists."
-    local, _, domain = value.rpartition("@")
-    intranet = next((d for d in allowed
-                     if domain.lower() == d or domain.lower().endswith("." + d)), None)
-    # email-validator refuses special-use domains (.local, .test) whatever its options: an
-    # allowed intranet domain is swapped for a public stand-in while the rest is checked.
-    checked = f"{local}@{domain[:len(domain) - len(intranet)]}{STAND_IN}" if intranet else value
-    try:
-        result = validate_email(checked, check_deliverability=False, allow_smtputf8=False,
-                                allow_display_name=False)
-    except EmailNotValidError as exc:
-        hint = ""
-        if "special-use or reserved" in str(exc):
-            hint = " An intranet domain can be allowed with BULKIMPORT_ALLOWED_EMAIL_DOMAINS."
-        return value, f"email “{value}” is not a valid e-mail address: {exc}{hint}"
-    if intranet:
-        address = result.normalized.removesuffix(STAND_IN) + intranet
-        if len(address) > MAX_EMAIL_LENGTH:
-            return value, (f"email “{value}” is not a valid e-mail address: it is longer than "
-                           f"{MAX_EMAIL_LENGTH} characters.")
-        return address, None
-    return result.normalized, None
 
 
 def _mark_duplicates(rows: list[RowPlan]) -> None:
@@ -410,7 +304,7 @@ def _check_languages(rows: list[RowPlan], codes: dict[str, str]) -> None:
     the site writes it (pt_BR in the file is the site's pt-br)."""
     for row in rows:
         value = row.values.get("language")
-        if not value or not _LANGUAGE.match(value):
+        if not value or not LANGUAGE_CODE.match(value):
             continue
         code = codes.get(language_key(value))
         if code is None:
@@ -466,7 +360,7 @@ def _decide(row: RowPlan, existing, owners, lookalikes, generate_passwords, secr
         row.action = ImportRow.ADD
         return
     row.user_id = current["id"]
-    for name in COMPARED_FIELDS:
+    for name in COMPARED:
         new = values.get(name)
         if new is None or new == "":
             continue  # the column is absent or the cell empty: the stored value stays
