@@ -70,7 +70,7 @@ def test_user_created_after_review_fails_the_whole_batch(app, client):
     assert "Line 4: the username “mgarcia” was created by someone else after this file was " \
            "reviewed. Upload it again." in page
     assert table_snapshot(app) == before
-    assert batch(app, batch_id).status == ImportBatch.STAGED
+    assert batch(app, batch_id).status == ImportBatch.FAILED  # open, with the reason
 
 
 def test_database_refusal_half_way_rolls_everything_back(app, client, monkeypatch):

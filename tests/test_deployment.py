@@ -209,7 +209,7 @@ def test_20_simultaneous_submits_apply_once_and_overlapping_imports_one_wins(sta
             ImportBatch.filename.in_(("first.csv", "second.csv")))))
         db.session.remove()
     # The loser is refused with the reason and stays open to be fixed and submitted again.
-    assert statuses == ["applied", "staged"]
+    assert statuses == ["applied", "failed"]
     assert _count(app, User, User.username.like("both%")) == 200  # the winner's, nothing more
     refused = [p for p in pages if 'class="alert alert-danger"' in p]
     assert len(refused) == 1, [re.findall(r'alert-\w+" role="alert">([^<]+)', p) for p in pages]

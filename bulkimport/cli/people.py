@@ -14,17 +14,11 @@ from sqlalchemy import select
 
 from ..csvfiles import csv_lines
 from ..extensions import db
-from ..importing.apply import (
-    ApplyError,
-    apply_rows,
-    claim,
-    hash_file_passwords,
-    result_message,
-    sealed_passwords,
-    selected_rows,
-)
+from ..importing.apply import ApplyError, result_message
 from ..importing.reader import DELIMITERS, FileProblem
 from ..importing.staging import UploadOptions, rows_query, save_choices, stage_upload
+from ..importing.submission import apply_batch
+from ..mailing.dispatch import wake
 from ..models import ImportBatch, ImportRow, User, fold_key
 from ..user_directory import export_columns, export_rows
 
@@ -99,40 +93,36 @@ def import_command(file: Path, dry_run: bool, generate_passwords: bool, actions:
         click.echo("Dry run: nothing was written.")
         return
     save_choices(session, batch, {a: (False, True) for a in actions}, [])
-    claim(session, batch, ImportBatch.APPLYING)
-    result = _apply(batch)
+    session.commit()
+    result = _apply(batch.id)
     click.echo(f"{result['added']} added, {result['updated']} updated, {result['skipped']} "
                f"skipped; {result['invitations']} invitation e-mails queued.")
     if results:
-        _write_results(batch, results)
+        _write_results(session.get(ImportBatch, batch.id), results)
     if result["invitations"] and current_app.config["REDIS_URL"]:
-        from ..mailing.dispatch import wake
-
         wake()  # without Redis, the web application's sweeper sends them
 
 
-def _apply(batch: ImportBatch) -> dict:
-    """Hash the file's passwords (with a progress bar on a terminal), then apply in one
-    transaction; an ApplyError ends the command with status 1 and nothing written."""
-    session = db.session
-    sealed = sealed_passwords(selected_rows(session, batch.id))
-    session.commit()  # the claim: no transaction stays open while bcrypt runs
+def _apply(batch_id: int) -> dict:
+    """Apply the batch (with a progress bar for the hashing on a terminal); an ApplyError ends
+    the command with status 1 and nothing written."""
+    bar = None
+
+    def progress(stage: str, done: int, total: int) -> None:
+        nonlocal bar
+        if stage == "Hashing passwords" and sys.stdout.isatty():
+            if bar is None:
+                bar = click.progressbar(length=total, label="Hashing passwords")
+            bar.update(done - bar.pos)
+        elif bar is not None:
+            bar.render_finish()
+            bar = None
+
     try:
-        if sealed and sys.stdout.isatty():
-            with click.progressbar(length=len(sealed), label="Hashing passwords") as bar:
-                hashes = hash_file_passwords(sealed, lambda _done: bar.update(1))
-        else:
-            hashes = hash_file_passwords(sealed)
-        result = apply_rows(session, batch, hashes)
-        session.commit()
+        return apply_batch(batch_id, progress=progress)
     except ApplyError as exc:
-        session.rollback()
-        batch = session.get(ImportBatch, batch.id)
-        batch.status, batch.error = ImportBatch.FAILED, str(exc)
-        session.commit()
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
-    return result
 
 
 def _write_results(batch: ImportBatch, path: Path) -> None:

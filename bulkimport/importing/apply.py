@@ -13,7 +13,6 @@ from collections.abc import Callable
 from flask import current_app
 from sqlalchemy import JSON, DateTime, bindparam, case, insert, literal, null, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..columns import BY_KEY, UPDATABLE
@@ -53,12 +52,15 @@ def selected_rows(session: Session, batch_id: int) -> list[Row]:
         ImportRow.choice.in_((ImportRow.ADD, ImportRow.UPDATE))).order_by(ImportRow.line)))
 
 
-def claim(session: Session, batch: ImportBatch, to_status: str) -> bool:
-    """Move an open batch to `to_status` with one conditional UPDATE; False when another request
-    (a double click, a second tab) has claimed it first. This is what makes submit idempotent."""
+def claim(session: Session, batch: ImportBatch, to_status: str,
+          from_states: tuple[str, ...] = OPEN_STATES) -> bool:
+    """Move the batch from one of `from_states` to `to_status` with one conditional UPDATE;
+    False when another request (a double click, a second tab, a second job) claimed it first.
+    This is what makes submit idempotent."""
     result = session.execute(update(ImportBatch).where(
-        ImportBatch.id == batch.id, ImportBatch.status.in_(OPEN_STATES))
-        .values(status=to_status, error=None).execution_options(synchronize_session=False))
+        ImportBatch.id == batch.id, ImportBatch.status.in_(from_states))
+        .values(status=to_status, error=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False))
     session.refresh(batch)
     return result.rowcount == 1
 
@@ -96,7 +98,8 @@ def hash_file_passwords(sealed: list[tuple[int, str]],
 def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | None = None) -> dict:
     """Write the chosen rows of a claimed batch: users added and updated, one invitation per new
     user when passwords are generated, outcomes recorded and staged values purged. Raises
-    ApplyError (the caller rolls back) when a row can no longer be applied."""
+    ApplyError, or IntegrityError when the database's unique keys refuse a row (explained by
+    `conflict_reason`), and leaves the rollback to the caller."""
     hashes = hashes or {}
     rows = selected_rows(session, batch.id)
     adds = [r for r in rows if r.choice == ImportRow.ADD]
@@ -107,22 +110,15 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
     _check_updated_users_exist(session, updates)
 
     now = utcnow()
-    try:
-        # render_nulls: rows with and without NULLs go in one executemany, not many small ones
-        add_users = insert(User).execution_options(render_nulls=True)
-        records = [_new_user(r, hashes.get(r.id), now) for r in adds]
-        for start in range(0, len(records), CHUNK):
-            session.execute(add_users, records[start:start + CHUNK])
-        for changes in _update_groups(updates, hashes, now):
-            session.execute(update(User), changes)
-        _write_profile_values(session, batch, adds, updates)
-        session.flush()
-    except IntegrityError:
-        session.rollback()  # the transaction is unusable; find the line that caused it
-        raise ApplyError(_recheck(session, adds, updates) or (
-            "Another change to the same usernames or e-mail addresses was saved while this "
-            "batch was being applied; nothing was written. Upload the file again to review it "
-            "against the current users.")) from None
+    # render_nulls: rows with and without NULLs go in one executemany, not many small ones
+    add_users = insert(User).execution_options(render_nulls=True)
+    records = [_new_user(r, hashes.get(r.id), now) for r in adds]
+    for start in range(0, len(records), CHUNK):
+        session.execute(add_users, records[start:start + CHUNK])
+    for changes in _update_groups(updates, hashes, now):
+        session.execute(update(User), changes)
+    _write_profile_values(session, batch, adds, updates)
+    session.flush()
 
     invitations = 0
     if batch.generate_passwords and adds:
@@ -270,9 +266,19 @@ def _check_updated_users_exist(session: Session, updates: list[Row]) -> None:
                          "file was reviewed. Upload it again.")
 
 
+def conflict_reason(session: Session, batch_id: int) -> str:
+    """After the database refused the batch (and the caller rolled back): the line whose
+    username or e-mail address was taken since the review, as a sentence."""
+    rows = selected_rows(session, batch_id)
+    adds = [r for r in rows if r.choice == ImportRow.ADD]
+    updates = [r for r in rows if r.choice == ImportRow.UPDATE]
+    return _recheck(session, adds, updates) or (
+        "Another change to the same usernames or e-mail addresses was saved while this batch "
+        "was being applied; nothing was written. Upload the file again to review it against "
+        "the current users.")
+
+
 def _recheck(session: Session, adds: list[Row], updates: list[Row]) -> str | None:
-    """After the database refused the batch: the line whose username or e-mail address was
-    taken since the review, as a sentence, or None if it cannot be found."""
     names = {fold_key(r.values["username"]): r for r in adds}
     for condition in matching(session, User.username_key, names):
         for key in session.scalars(select(User.username_key).where(condition)):

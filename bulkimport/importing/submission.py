@@ -6,25 +6,32 @@ These functions own their transactions: they commit, unlike the services they ca
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..background import enqueue
 from ..extensions import db
 from ..mailing.dispatch import wake
 from ..models import ImportBatch, utcnow
 from .apply import (
+    OPEN_STATES,
     ApplyError,
     NothingSelected,
     apply_rows,
     claim,
+    conflict_reason,
     hash_file_passwords,
     needs_background,
     sealed_passwords,
     selected_rows,
 )
 from .staging import choice_counts
+
+# A callback told the stage of an apply, how far it is and of how many.
+Progress = Callable[[str, int, int], None]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +43,8 @@ STALE_APPLYING = timedelta(minutes=30)  # no progress: the worker died (jobs rep
 def submit_batch(batch: ImportBatch) -> str:
     """Apply `batch` now, or hand it to a background job; returns "applied", "queued", or
     "already" when another request submitted it first. Raises ApplyError with the reason when
-    it cannot be applied; then nothing is written and the batch stays open."""
+    it cannot be applied; then nothing is written and the batch stays open (failed, with the
+    reason)."""
     session = db.session
     chosen = choice_counts(session, batch.id)
     if not chosen["add"] and not chosen["update"]:
@@ -57,65 +65,75 @@ def submit_batch(batch: ImportBatch) -> str:
             session.commit()
             raise ApplyError(batch.error) from None
         return "queued"
-    if not claim(session, batch, ImportBatch.APPLYING):
-        session.rollback()
+    result = apply_batch(batch.id, inline=True)
+    if result is None:
         return "already"
-    try:
-        result = apply_rows(session, batch)
-        session.commit()
-    except ApplyError:
-        session.rollback()
-        raise
-    except Exception as exc:
-        session.rollback()
-        log.exception("Applying batch %s failed", batch.id)
-        raise ApplyError(f"The database refused the batch ({exc.__class__.__name__}); nothing "
-                         "was written.") from exc
     if result["invitations"]:
         wake()
     return "applied"
 
 
-def apply_batch_job(batch_id: int) -> None:
-    """Background job: hash the file's passwords (progress committed as it goes), then apply
-    the batch in one transaction; on any failure the batch is marked failed with the reason."""
+def apply_batch(batch_id: int, *, from_states: tuple[str, ...] = OPEN_STATES,
+                progress: Progress | None = None, inline: bool = False) -> dict | None:
+    """The one way a batch is applied (web, background job, CLI): claim it, hash the file's
+    passwords outside any transaction, write every chosen row in one transaction. Returns the
+    counts, or None when someone else claimed it first. On any failure nothing is written, the
+    batch is marked failed with the reason, and ApplyError is raised. `inline` (a web request,
+    nothing to hash) keeps the claim in the writing transaction, so that a crash leaves the
+    batch open; elsewhere the claim is committed first, for the progress page and the
+    stale-batch sweep to see."""
     session = db.session
-    claimed = session.execute(update(ImportBatch).where(
-        ImportBatch.id == batch_id, ImportBatch.status == ImportBatch.QUEUED)
-        .values(status=ImportBatch.APPLYING, updated_at=utcnow())
-        .execution_options(synchronize_session=False)).rowcount
-    session.commit()
-    if not claimed:  # a second job for the same batch (a re-enqueue after a lost job)
-        log.info("Batch %s is not waiting to be applied; nothing to do", batch_id)
-        return
     batch = session.get(ImportBatch, batch_id)
+    if batch is None or not claim(session, batch, ImportBatch.APPLYING, from_states):
+        session.rollback()
+        return None
+    report = progress or (lambda stage, done, total: None)
     try:
-        rows = selected_rows(session, batch.id)
-        total, sealed = len(rows), sealed_passwords(rows)
-        with_passwords = len(sealed)
-        _progress(batch, "Hashing passwords", 0, with_passwords)
-
-        def hashed(done: int) -> None:
-            if done % PROGRESS_EVERY == 0:
-                _progress(batch, "Hashing passwords", done, with_passwords)
-
-        hashes = hash_file_passwords(sealed, hashed)
-        _progress(batch, "Writing users", 0, total)
+        rows = selected_rows(session, batch_id)
+        sealed = sealed_passwords(rows)
+        if sealed or not inline:
+            session.commit()  # the claim: no transaction stays open while bcrypt runs
+        hashes = {}
+        if sealed:
+            report("Hashing passwords", 0, len(sealed))
+            hashes = hash_file_passwords(
+                sealed, lambda done: report("Hashing passwords", done, len(sealed)))
+        report("Writing users", 0, len(rows))
         result = apply_rows(session, batch, hashes)
-        batch.progress_stage, batch.progress_done = "Done", total
+        report("Done", len(rows), len(rows))
         session.commit()
-        log.info("Batch %s applied: %s", batch_id, result)
     except Exception as exc:
         session.rollback()
+        if isinstance(exc, ApplyError):
+            reason = str(exc)
+        elif isinstance(exc, IntegrityError):
+            reason = conflict_reason(session, batch_id)
+        else:
+            log.exception("Applying batch %s failed", batch_id)
+            reason = f"Applying failed ({exc.__class__.__name__}); nothing was written."
         batch = session.get(ImportBatch, batch_id)
-        batch.status = ImportBatch.FAILED
-        batch.error = str(exc) if isinstance(exc, ApplyError) else (
-            f"Applying failed ({exc.__class__.__name__}); nothing was written.")
-        batch.progress_stage = None
+        batch.status, batch.error, batch.progress_stage = ImportBatch.FAILED, reason, None
         session.commit()
-        log.warning("Batch %s failed: %s", batch_id, batch.error)
-        return
-    if result["invitations"]:
+        log.warning("Batch %s failed: %s", batch_id, reason)
+        raise ApplyError(reason) from exc
+    log.info("Batch %s applied: %s", batch_id, result)
+    return result
+
+
+def apply_batch_job(batch_id: int) -> None:
+    """Background job: apply a queued batch, committing its progress as it goes (the progress
+    bar of the result page reads it)."""
+    def progress(stage: str, done: int, total: int) -> None:
+        if done % PROGRESS_EVERY == 0 or done == total:
+            _progress(batch_id, stage, done, total)
+
+    try:
+        result = apply_batch(batch_id, from_states=(ImportBatch.QUEUED,), progress=progress)
+    except ApplyError:
+        return  # recorded on the batch, which the result page shows
+    if result is None:  # a second job for the same batch (a re-enqueue after a lost job)
+        log.info("Batch %s is not waiting to be applied; nothing to do", batch_id)
+    elif result["invitations"]:
         wake()
 
 
@@ -146,6 +164,10 @@ def recover_stale_batches() -> None:
         log.warning("%s batch(es) were being applied by a worker that stopped", dead)
 
 
-def _progress(batch: ImportBatch, stage: str, done: int, total: int) -> None:
+def _progress(batch_id: int, stage: str, done: int, total: int) -> None:
+    """Record the stage of a background apply, committed at once; "Done" is reported inside
+    the writing transaction and is committed with the rows (a commit there would split it)."""
+    batch = db.session.get(ImportBatch, batch_id)
     batch.progress_stage, batch.progress_done, batch.progress_total = stage, done, total
-    db.session.commit()
+    if stage != "Done":
+        db.session.commit()
