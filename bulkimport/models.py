@@ -3,16 +3,82 @@ password policy, login throttling and the audit trail."""
 
 from __future__ import annotations
 
+import enum
 import unicodedata
 from datetime import datetime
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .clock import utcnow
 from .extensions import db
+
+
+class BatchStatus(enum.StrEnum):
+    """Where an uploaded file is in its journey."""
+
+    STAGED = "staged"
+    QUEUED = "queued"
+    APPLYING = "applying"
+    APPLIED = "applied"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class RowAction(enum.StrEnum):
+    """What validation proposes for a row, and what the administrator chose."""
+
+    ADD = "add"
+    UPDATE = "update"
+    NOCHANGE = "nochange"
+    ERROR = "error"
+    SKIP = "skip"
+
+
+class RowOutcome(enum.StrEnum):
+    """What applying did with a row."""
+
+    ADDED = "added"
+    UPDATED = "updated"
+    SKIPPED = "skipped"
+    ERROR = "error"
+
+
+class InvitationStatus(enum.StrEnum):
+    """Where an invitation e-mail is in the outbox."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class VersionKind(enum.StrEnum):
+    """How a template version came to be."""
+
+    SAVE = "save"
+    RESTORE = "restore"
+    RESET = "reset"
+
+
+class FieldType(enum.StrEnum):
+    """The type of a custom profile field."""
+
+    TEXT = "text"
+    NUMBER = "number"
+    DATE = "date"
+    CHOICE = "choice"
+    YESNO = "yesno"
+
+
+def status_column(kind: type[enum.StrEnum], name: str) -> Enum:
+    """A column type storing `kind`'s values as text, with a CHECK constraint named `name` in
+    the database so that no other value can be written, by us or anyone."""
+    return Enum(kind, name=name, native_enum=False, create_constraint=True, length=16,
+                values_callable=lambda members: [m.value for m in members],
+                validate_strings=True)
 
 
 def fold_key(value: str) -> str:
@@ -75,13 +141,12 @@ class ImportBatch(db.Model):
 
     __tablename__ = "import_batches"
 
-    STAGED, QUEUED, APPLYING, APPLIED, FAILED, EXPIRED = (
-        "staged", "queued", "applying", "applied", "failed", "expired",
-    )
+    STAGED, QUEUED, APPLYING, APPLIED, FAILED, EXPIRED = BatchStatus
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16), default=STAGED)
+    status: Mapped[BatchStatus] = mapped_column(status_column(BatchStatus, "batch_status"),
+                                                default=STAGED)
     filename: Mapped[str] = mapped_column(String(255))
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int]
@@ -128,21 +193,22 @@ class ImportRow(db.Model):
         Index("ix_import_rows_batch_proposed", "batch_id", "proposed"),
     )
 
-    ADD, UPDATE, NOCHANGE, ERROR, SKIP = "add", "update", "nochange", "error", "skip"
+    ADD, UPDATE, NOCHANGE, ERROR, SKIP = RowAction
 
     id: Mapped[int] = mapped_column(primary_key=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("import_batches.id", ondelete="CASCADE"))
     line: Mapped[int]
     end_line: Mapped[int]
     username: Mapped[str] = mapped_column(String(255))
-    proposed: Mapped[str] = mapped_column(String(16))
-    choice: Mapped[str] = mapped_column(String(16), default=SKIP)
+    proposed: Mapped[RowAction] = mapped_column(status_column(RowAction, "row_proposed"))
+    choice: Mapped[RowAction] = mapped_column(status_column(RowAction, "row_choice"),
+                                              default=SKIP)
     user_id: Mapped[int | None]
     values: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     raw: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
     changes: Mapped[dict[str, list[Any]] | None] = mapped_column(JSON(none_as_null=True))
     errors: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
-    outcome: Mapped[str | None] = mapped_column(String(16))
+    outcome: Mapped[RowOutcome | None] = mapped_column(status_column(RowOutcome, "row_outcome"))
 
 
 class Invitation(db.Model):
@@ -150,12 +216,13 @@ class Invitation(db.Model):
 
     __tablename__ = "invitations"
 
-    QUEUED, SENDING, SENT, FAILED = "queued", "sending", "sent", "failed"
+    QUEUED, SENDING, SENT, FAILED = InvitationStatus
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batches.id"), index=True)
-    status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
+    status: Mapped[InvitationStatus] = mapped_column(
+        status_column(InvitationStatus, "invitation_status"), default=QUEUED, index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -261,12 +328,13 @@ class TemplateVersion(db.Model):
     __tablename__ = "template_versions"
     __table_args__ = (Index("ix_template_versions_name_language", "name", "language", "id"),)
 
-    SAVE, RESTORE, RESET = "save", "restore", "reset"
+    SAVE, RESTORE, RESET = VersionKind
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     language: Mapped[str] = mapped_column(ForeignKey("languages.code"))
-    kind: Mapped[str] = mapped_column(String(16), default=SAVE)
+    kind: Mapped[VersionKind] = mapped_column(status_column(VersionKind, "version_kind"),
+                                              default=SAVE)
     subject: Mapped[str | None] = mapped_column(Text)
     html: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str | None] = mapped_column(Text)
@@ -284,13 +352,13 @@ class ProfileField(db.Model):
 
     __tablename__ = "profile_fields"
 
-    TEXT, NUMBER, DATE, CHOICE, YESNO = "text", "number", "date", "choice", "yesno"
-    TYPES = (TEXT, NUMBER, DATE, CHOICE, YESNO)
+    TEXT, NUMBER, DATE, CHOICE, YESNO = FieldType
+    TYPES = tuple(FieldType)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(40), unique=True)
     label: Mapped[str] = mapped_column(String(100))
-    type: Mapped[str] = mapped_column(String(16), default=TEXT)
+    type: Mapped[FieldType] = mapped_column(status_column(FieldType, "field_type"), default=TEXT)
     options: Mapped[list[str]] = mapped_column(JSON, default=list)
     required: Mapped[bool] = mapped_column(default=False)
     unique: Mapped[bool] = mapped_column(default=False)

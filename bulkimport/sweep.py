@@ -27,8 +27,11 @@ def sweep() -> None:
     released = release_expired_leases()
     if released:
         log.warning("%s invitation(s) were held by a worker that stopped; queued again", released)
-    if paused_reason() and not try_resume():
-        return
+    if paused_reason():
+        resumed = try_resume()
+        db.session.commit()
+        if not resumed:
+            return
     wake()
 
 

@@ -24,6 +24,7 @@ from ..models import (
     Invitation,
     ProfileField,
     ProfileValue,
+    RowOutcome,
     User,
     fold_key,
     utcnow,
@@ -299,9 +300,10 @@ def _recheck(session: Session, adds: list[Row], updates: list[Row]) -> str | Non
 
 def _record_outcomes(session: Session, batch_id: int) -> None:
     """Set every row's outcome and purge the staged values, in one set-based statement."""
-    outcome = case((ImportRow.choice == ImportRow.ADD, "added"),
-                   (ImportRow.choice == ImportRow.UPDATE, "updated"),
-                   (ImportRow.proposed == ImportRow.ERROR, "error"), else_="skipped")
+    outcome = case((ImportRow.choice == ImportRow.ADD, RowOutcome.ADDED.value),
+                   (ImportRow.choice == ImportRow.UPDATE, RowOutcome.UPDATED.value),
+                   (ImportRow.proposed == ImportRow.ERROR, RowOutcome.ERROR.value),
+                   else_=RowOutcome.SKIPPED.value)
     session.execute(update(ImportRow).where(ImportRow.batch_id == batch_id)
                     .values(outcome=outcome, values=null(), raw=null())
                     .execution_options(synchronize_session=False))
@@ -309,11 +311,11 @@ def _record_outcomes(session: Session, batch_id: int) -> None:
 
 def result_message(row: ImportRow, generate_passwords: bool) -> str:
     """The sentence of the results CSV for one row; never contains a password."""
-    if row.outcome == "added":
+    if row.outcome == RowOutcome.ADDED:
         return "Added; invitation queued." if generate_passwords else "Added."
-    if row.outcome == "updated":
+    if row.outcome == RowOutcome.UPDATED:
         return "Updated: " + ", ".join(sorted(row.changes or {})) + "."
-    if row.outcome == "error":
+    if row.outcome == RowOutcome.ERROR:
         return " ".join(row.errors or [])
     if row.proposed == ImportRow.NOCHANGE:
         return "No change."

@@ -98,14 +98,19 @@ def _stored_cells(cells: list[str], has_passwords: bool, secret_key: str) -> lis
     return [seal_password(json.dumps(cells), secret_key)]
 
 
-def batch_for(session: Session, batch_id: int, owner_id: int) -> ImportBatch | None:
-    """The batch if it exists and belongs to `owner_id`; expired batches are purged first."""
+def owned_batch(session: Session, batch_id: int, owner_id: int) -> ImportBatch | None:
+    """The batch if it exists and belongs to `owner_id` (reviews stay with their owner)."""
     batch = session.get(ImportBatch, batch_id)
-    if batch is None or batch.owner_id != owner_id:
-        return None
+    return batch if batch is not None and batch.owner_id == owner_id else None
+
+
+def expire_if_due(session: Session, batch: ImportBatch) -> bool:
+    """Expire `batch` (purging its staged rows) if it is open past its time to live; True if it
+    was. The caller commits."""
     if batch.is_open and batch.expires_at <= utcnow():
         _expire(session, batch)
-    return batch
+        return True
+    return False
 
 
 def purge_expired(session: Session) -> int:

@@ -289,18 +289,19 @@ def paused_reason() -> str | None:
 
 
 def pause(reason: str) -> None:
-    """Stop all sending until a test connection succeeds; every admin page shows `reason`."""
+    """Stop all sending until a test connection succeeds; every admin page shows `reason`.
+    The caller commits."""
     state = db.session.get(SystemState, SystemState.MAIL_PAUSED)
     if state is None:
         db.session.add(SystemState(key=SystemState.MAIL_PAUSED, value=reason))
     else:
         state.value = reason
-    db.session.commit()
     log.error("Sending paused: %s", reason)
 
 
 def try_resume() -> bool:
-    """If sending is paused, test the SMTP connection and resume when it works."""
+    """If sending is paused, test the SMTP connection and resume when it works; the caller
+    commits what it records (paused again, or resumed)."""
     if not paused_reason():
         return True
     transport = transport_for(current_app.config, current_app.instance_path)
@@ -314,7 +315,6 @@ def try_resume() -> bool:
         return False
     db.session.execute(
         SystemState.__table__.delete().where(SystemState.key == SystemState.MAIL_PAUSED))
-    db.session.commit()
     log.info("Sending resumed: the SMTP server accepts our connection again")
     return True
 
@@ -356,7 +356,7 @@ def resend(invitation_ids: list[int] | None = None, *, batch_id: int | None = No
            failed_only: bool = False, actor_id: int | None = None) -> int:
     """Queue invitations again for a new password (the old one stops working once the new
     e-mail is accepted): the given ones, or all failed ones, optionally of one batch, in one
-    set-based statement. Invitations being sent right now are left alone."""
+    set-based statement. Invitations being sent right now are left alone. The caller commits."""
     now = utcnow()
     query = update(Invitation).where(Invitation.status != Invitation.SENDING)
     if invitation_ids is not None:
@@ -373,5 +373,4 @@ def resend(invitation_ids: list[int] | None = None, *, batch_id: int | None = No
         record_event(db.session, "invitations_resent", actor_id=actor_id, count=result.rowcount,
                      batch_id=batch_id, failed_only=failed_only,
                      invitation_ids=(invitation_ids or [])[:100])
-    db.session.commit()
     return result.rowcount

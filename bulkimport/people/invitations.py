@@ -77,6 +77,7 @@ def resend_invitations():
         chosen = [form.one.data] if form.one.data else form.selected.data
         ids = [n for n in map(whole_number, chosen) if n is not None][:PER_PAGE]
         count = resend(ids, batch_id=batch_id, actor_id=current_user.id) if ids else 0
+    db.session.commit()
     if count:
         wake()
         flash(f"{count} invitation{'s' if count != 1 else ''} will be sent again with a new "

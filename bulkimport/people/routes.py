@@ -22,9 +22,10 @@ from ..importing.staging import (
     ROWS_PER_PAGE,
     BatchClosed,
     UploadOptions,
-    batch_for,
     choice_counts,
+    expire_if_due,
     heading_states,
+    owned_batch,
     purge_expired,
     rows_query,
     rows_with_errors,
@@ -81,10 +82,11 @@ def upload():
 
 
 def _owned_batch(batch_id: int) -> ImportBatch:
-    batch = batch_for(db.session, batch_id, current_user.id)
+    batch = owned_batch(db.session, batch_id, current_user.id)
     if batch is None:
         abort(404)
-    db.session.commit()  # keeps an expiry that batch_for may have just recorded
+    if expire_if_due(db.session, batch):
+        db.session.commit()
     return batch
 
 

@@ -11,6 +11,7 @@ from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
+from ..extensions import db
 from ..mailing.dispatch import wake
 from ..mailing.sending import paused_reason, try_resume
 from . import bp
@@ -56,7 +57,9 @@ def resume_mail():
     """Test the SMTP connection now and resume sending if it works."""
     if not FlaskForm().validate_on_submit():
         abort(400)
-    if try_resume():
+    resumed = try_resume()
+    db.session.commit()
+    if resumed:
         wake()
         flash("The mail server accepts our connection: sending has resumed.", "success")
     else:
