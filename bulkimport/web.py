@@ -49,6 +49,12 @@ def page_number(values) -> int:
     return min(max(whole_number(values.get("page")) or 1, 1), MAX_PAGE)
 
 
+def form_status(form, problems=()) -> int:
+    """The status of a page that shows `form` again: 422 when it (or `problems`) holds an
+    error, so that every form that fails validation answers alike; else 200."""
+    return 422 if form.errors or problems else 200
+
+
 def wants_json() -> bool:
     """Whether the client asked for JSON rather than a page."""
     accept = request.accept_mimetypes

@@ -82,7 +82,7 @@ BAD_LANGUAGES = {
 @pytest.mark.parametrize("fields,message", BAD_LANGUAGES.values(), ids=BAD_LANGUAGES.keys())
 def test_bad_languages_are_refused(app, client, fields, message):
     response = add_language(client, *fields)
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert message in response.get_data(as_text=True)
     with app.app_context():
         assert list(db.session.scalars(select(Language.code))) == ["en"]
@@ -95,7 +95,7 @@ def test_the_default_language_can_be_changed(app, client):
         assert db.session.scalar(select(Language.code).where(Language.is_default)) == "de"
         assert db.session.scalar(select(Language.is_default).where(Language.code == "en")) \
             is False
-    assert client.post(f"{BASE}/default", data={"language": "xx"}).status_code == 400
+    assert client.post(f"{BASE}/default", data={"language": "xx"}).status_code == 422
 
 
 # ----- the editor ------------------------------------------------------------------------------
@@ -337,7 +337,7 @@ def test_users_choose_the_language_of_their_e_mails_on_the_account_page(app, cli
     assert client.post("/account/language", data={"language": "fr"}).location == "/account"
     with app.app_context():
         assert db.session.scalar(select(User.language).where(User.username == "boss")) == "fr"
-    assert client.post("/account/language", data={"language": "xx"}).status_code == 400
+    assert client.post("/account/language", data={"language": "xx"}).status_code == 422
     client.post("/account/language", data={"language": ""})
     with app.app_context():
         assert db.session.scalar(select(User.language).where(User.username == "boss")) is None

@@ -13,7 +13,7 @@ from ..login import change_password as change_user_password
 from ..login import log_in, temporary_password_notice
 from ..mailing.languages import languages
 from ..password_policy import load_policy, rules_in_force
-from ..web import wants_json
+from ..web import form_status, wants_json
 from . import bp
 from .forms import ChangePasswordForm, LanguageChoiceForm, LoginForm
 
@@ -76,7 +76,7 @@ def login():
             if result.user.must_change_password:
                 return redirect(url_for("auth.change_password", next=target))
             return redirect(target or url_for("auth.home"))
-    return render_template("auth/login.html", form=form)
+    return render_template("auth/login.html", form=form), form_status(form)
 
 
 @bp.post("/logout")
@@ -103,7 +103,7 @@ def choose_language():
     form = _language_form()
     if not form.validate_on_submit():
         flash("Choose one of the languages of the site.", "danger")
-        return render_template("auth/account.html", language_form=form), 400
+        return render_template("auth/account.html", language_form=form), form_status(form)
     user = current_user._get_current_object()
     user.language = form.language.data or None
     db.session.commit()
@@ -143,7 +143,8 @@ def change_password():
         for name, messages in problems.items():
             form[name].errors = list(messages)
     rules = rules_in_force(load_policy(db.session))
-    return render_template("auth/change_password.html", form=form, forced=forced, rules=rules)
+    return render_template("auth/change_password.html", form=form, forced=forced,
+                           rules=rules), form_status(form)
 
 
 def _start_session(user) -> None:

@@ -28,6 +28,7 @@ from ..mailing.languages import (
 from ..mailing.templating import NotificationTemplate, RenderError, render
 from ..mailing.transport import SendFailure
 from ..models import Language, TemplateVersion, User, fold_key
+from ..web import form_status
 from . import bp
 from .forms import DefaultLanguageForm, LanguageForm, RestoreForm, TemplateForm
 
@@ -74,7 +75,7 @@ def add_language_view():
             flash(f"{language.name} ({language.code}) is now a language of the site; until its "
                   "templates are translated, its users get the default language's.", "success")
             return redirect(url_for(".index"))
-    return _index_page(form, _default_form()), 400
+    return _index_page(form, _default_form()), form_status(form)
 
 
 @bp.post("/default")
@@ -86,7 +87,7 @@ def set_default_view():
         db.session.commit()
         flash("The default language has been changed.", "success")
         return redirect(url_for(".index"))
-    return _index_page(LanguageForm(), form), 400
+    return _index_page(LanguageForm(), form), form_status(form)
 
 
 def _language_and_name(code: str, name: str) -> tuple[Language, str]:
@@ -143,7 +144,7 @@ def edit_template(code: str, name: str):
         effective=effective, source_sentence=_source_sentence(effective), problems=problems,
         preview=preview, versions=versions(db.session, name, language.code),
         current=current_version(db.session, name, language.code), compare=compare,
-        restore_form=RestoreForm()), (200 if not problems else 422)
+        restore_form=RestoreForm()), form_status(form, problems)
 
 
 def _preview(template: NotificationTemplate, language: str, form: TemplateForm):

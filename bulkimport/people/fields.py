@@ -20,6 +20,7 @@ from ..profile import (
     set_retired,
     value_counts,
 )
+from ..web import form_status
 from . import bp
 from .forms import FieldForm
 
@@ -57,7 +58,7 @@ def new_field():
                   f"“{field.name}” now goes into it.", "success")
             return redirect(url_for(".fields"))
     return render_template("people/field_form.html", form=form, field=None, impact=None), (
-        422 if form.errors else 200)
+        form_status(form))
 
 
 @bp.route("/fields/<int:field_id>", methods=["GET", "POST"])
@@ -91,7 +92,7 @@ def edit_field(field_id: int):
                 flash(f"The field “{field.name}” has been saved.", "success")
                 return redirect(url_for(".fields"))
     return render_template("people/field_form.html", form=form, field=field, impact=impact), (
-        422 if form.errors else 200)
+        form_status(form))
 
 
 @bp.post("/fields/<int:field_id>/retire")

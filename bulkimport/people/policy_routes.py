@@ -7,6 +7,7 @@ from flask_login import current_user
 
 from ..extensions import db
 from ..password_policy import POLICY_FIELDS, load_policy, rules_in_force, save_policy
+from ..web import form_status
 from . import bp
 from .forms import PasswordPolicyForm
 
@@ -27,4 +28,4 @@ def password_policy():
             flash("Nothing changed.", "info")
         return redirect(url_for(".password_policy"))
     return render_template("people/password_policy.html", form=form,
-                           rules=rules_in_force(policy))
+                           rules=rules_in_force(policy)), form_status(form)

@@ -36,7 +36,7 @@ from ..importing.submission import submit_batch
 from ..mailing.status import latest_status_by_user
 from ..models import ImportBatch, ImportRow, User
 from ..user_directory import search_condition
-from ..web import csv_response, page_number
+from ..web import csv_response, form_status, page_number
 from . import bp
 from .forms import SearchForm, UploadForm, review_form_for
 
@@ -75,10 +75,10 @@ def upload():
         except FileProblem as problem:
             db.session.rollback()
             form.file.errors.append(problem.message)
-            return render_template("people/upload.html", form=form), 422
+            return render_template("people/upload.html", form=form), form_status(form)
         db.session.commit()
         return redirect(url_for(".review", batch_id=batch.id))
-    return render_template("people/upload.html", form=form), 422 if form.errors else 200
+    return render_template("people/upload.html", form=form), form_status(form)
 
 
 def _owned_batch(batch_id: int) -> ImportBatch:
@@ -128,7 +128,7 @@ def review(batch_id: int):
     if form.errors:
         flash("Some choices could not be saved: pick one of the offered actions.", "danger")
     return render_template("people/review.html", batch=batch, rows=rows, show=show, form=form,
-                           chosen=chosen)
+                           chosen=chosen), form_status(form)
 
 
 @bp.get("/import/<int:batch_id>/errors.csv")
