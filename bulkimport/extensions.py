@@ -8,6 +8,8 @@ from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from .mailing.throttle import SendRateLimit
+
 
 class Base(DeclarativeBase):
     """Declarative base with a naming convention, so that migrations name constraints the same way
@@ -29,3 +31,4 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 bootstrap = Bootstrap5()
+send_rate_limit = SendRateLimit()

@@ -21,13 +21,12 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from ..audit import record_event
-from ..extensions import db
+from ..extensions import db, send_rate_limit
 from ..localisation.service import invitation_template
 from ..models import Invitation, SystemState, utcnow
 from ..policy import generate_password, load_policy
 from ..security import hash_password
 from .templating import NotificationTemplate, RenderError, invitation_context, render
-from .throttle import LocalThrottle, RedisThrottle
 from .transport import SendFailure, build_message, transport_for
 
 log = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ def send_invitations(invitation_ids: list[int]) -> dict[str, int]:
     if paused_reason():
         release(claimed, token, utcnow(), None)
         return counts
-    throttle = make_throttle()
+    throttle = send_rate_limit.current()
     cache: dict = {}  # the policy and the templates, read once per chunk
     renew_every = config["MAIL_LEASE_SECONDS"] / 4
     renewed = time.monotonic()
@@ -264,22 +263,12 @@ def send_test_message(template: NotificationTemplate, context: dict, recipient: 
     subject, html, text = render(template, context)
     message = build_message(sender=config["MAIL_DEFAULT_SENDER"], recipient=recipient,
                             subject=f"[Test] {subject}", text=text, html=html)
-    wait = make_throttle().reserve()
+    wait = send_rate_limit.current().reserve()
     if wait > 0:
         raise SendFailure("temporary", f"The send-rate limit is reached; try again in "
                           f"{math.ceil(wait)} seconds.")
     with transport_for(config, current_app.instance_path) as transport:
         transport.send(message)
-
-
-def make_throttle():
-    """The send-rate limit shared by every worker (Redis), or by this process (no Redis)."""
-    config = current_app.config
-    if config["REDIS_URL"]:
-        from ..jobs import redis_connection
-
-        return RedisThrottle(redis_connection(current_app), config["MAIL_RATE_PER_MINUTE"])
-    return LocalThrottle(config["MAIL_RATE_PER_MINUTE"])
 
 
 def paused_reason() -> str | None:
