@@ -11,7 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from .config import load_config
-from .extensions import bootstrap, csrf, db, login_manager, migrate, send_rate_limit
+from .extensions import bootstrap, csrf, db, login_manager, mail, migrate, send_rate_limit
 from .logs import configure_logging
 
 
@@ -41,6 +41,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     login_manager.login_message_category = "info"
     csrf.init_app(app)
     bootstrap.init_app(app)
+    mail.init_app(app)
     send_rate_limit.init_app(app)
 
     from . import models

@@ -4,8 +4,11 @@ hash, commit, render, send over the chunk's one SMTP connection, and record the 
 The invariant: for every invited user, the password in the last e-mail the SMTP server accepted
 logs in. A new hash is committed to `pending_hashes` before its e-mail is sent; it becomes the
 user's password once the server has accepted the e-mail, and it is dropped only when the server
-certainly did not accept it. So a crash, a timeout or a dropped connection at any point leaves
-every possibly-accepted password working. These functions own their transactions.
+certainly did not accept it, or once a later e-mail certainly was. So a crash, a timeout or a
+dropped connection at any point leaves every possibly-accepted password working. Since only
+those two events may drop a hash, the number of pending hashes (each one costs every login a
+bcrypt check) is bounded by making no new attempt once MAX_PENDING_HASHES are outstanding.
+These functions own their transactions.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ log = logging.getLogger(__name__)
 
 MAX_INLINE_WAIT = 20.0  # longer throttle waits hand the rest of the chunk back to the queue
 MAX_BACKOFF = 3600.0
+# E-mails that may have been accepted without our knowing, whose passwords must all keep
+# working; at this many, the invitation is failed instead of tried again.
+MAX_PENDING_HASHES = 3
 
 
 def send_invitations(invitation_ids: list[int]) -> dict[str, int]:
@@ -139,6 +145,8 @@ def send_one(invitation_id: int, token: str, transport,
         return "deferred", None  # our lease ran out and another worker took it over
     user = invitation.user
     recipient, language = user.email, user.language  # read now: no transaction during the send
+    if len(invitation.pending_hashes) >= MAX_PENDING_HASHES:
+        return _give_up_undecided(invitation)
     now = utcnow()
     if "policy" not in cache:
         cache["policy"] = load_policy(session)
@@ -168,6 +176,8 @@ def send_one(invitation_id: int, token: str, transport,
                                 subject=subject, text=text, html=html)
     except RenderError as exc:
         failure = SendFailure("permanent", f"The e-mail template cannot be rendered: {exc}")
+    except SendFailure as exc:  # an address no SMTP exchange of ours can carry
+        failure = exc
     except Exception as exc:  # a bad sender setting, an address the headers refuse
         failure = SendFailure("permanent", f"The e-mail cannot be built: "
                               f"{exc.__class__.__name__}: {exc}")
@@ -245,6 +255,24 @@ def _record_outcome(invitation_id: int, token: str, password_hash: str, expires,
     session.commit()
     log.info("Invitation %s not sent (%s): %s", invitation_id, failure.kind, failure.reason)
     return outcome, failure
+
+
+def _give_up_undecided(invitation: Invitation) -> tuple[str, SendFailure]:
+    """Fail an invitation that already has MAX_PENDING_HASHES e-mails the server may have
+    accepted: another attempt would add a password to check at every login, and none of the
+    earlier ones may be dropped while it may be the last one accepted."""
+    failure = SendFailure("permanent", (
+        f"Not sent again: the mail server may have accepted {len(invitation.pending_hashes)} "
+        "earlier e-mails without confirming them, and the password in each of them works. Ask "
+        "the user to log in with the password of the last one they received and choose a new "
+        "password."))
+    invitation.status, invitation.last_error = Invitation.FAILED, failure.reason
+    invitation.lease_until = invitation.lease_token = None
+    record_event(db.session, "invitation_failed", user_id=invitation.user_id,
+                 invitation_id=invitation.id, reason=failure.reason)
+    db.session.commit()
+    log.info("Invitation %s failed: %s", invitation.id, failure.reason)
+    return "failed", failure
 
 
 def backoff(attempts: int) -> float:
