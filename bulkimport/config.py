@@ -99,6 +99,9 @@ SETTINGS: tuple[Setting, ...] = (
             "How long a worker may hold invitations it claimed before another may take them."),
     Setting("MAIL_RETRY_SECONDS", 60.0, float,
             "First delay before retrying a temporary failure; it doubles each time, up to 1 h."),
+    Setting("OUTBOX_RETENTION_DAYS", 7.0, float,
+            "Days an e-mail stays in instance/outbox/ (no SMTP server); older ones are deleted "
+            "when the outbox is written or listed; 0 keeps them all."),
 )
 
 

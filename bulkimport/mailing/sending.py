@@ -173,7 +173,7 @@ def send_one(invitation_id: int, token: str, transport,
             cache[("template", language)] = invitation_template(session, language)
         subject, html, text = render(cache[("template", language)], context)
         message = build_message(sender=config["MAIL_DEFAULT_SENDER"], recipient=recipient,
-                                subject=subject, text=text, html=html)
+                                subject=subject, text=text, html=html, secret_values=(password,))
     except RenderError as exc:
         failure = SendFailure("permanent", f"The e-mail template cannot be rendered: {exc}")
     except SendFailure as exc:  # an address no SMTP exchange of ours can carry
@@ -290,7 +290,8 @@ def send_test_message(template: NotificationTemplate, context: dict, recipient: 
     config = current_app.config
     subject, html, text = render(template, context)
     message = build_message(sender=config["MAIL_DEFAULT_SENDER"], recipient=recipient,
-                            subject=f"[Test] {subject}", text=text, html=html)
+                            subject=f"[Test] {subject}", text=text, html=html,
+                            secret_values=(context.get("password", ""),))
     wait = send_rate_limit.current().reserve()
     if wait > 0:
         raise SendFailure("temporary", f"The send-rate limit is reached; try again in "

@@ -9,6 +9,7 @@ that goes wrong before the DATA command began leaves the message certainly not s
 from __future__ import annotations
 
 import email.charset
+import json
 import os
 import smtplib
 import socket
@@ -17,7 +18,8 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import make_msgid, parseaddr
+from datetime import datetime, timedelta
+from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
 
 import idna
@@ -33,6 +35,8 @@ MAX_LINE = 998
 UTF8_QUOTED_PRINTABLE = email.charset.Charset("utf-8")
 UTF8_QUOTED_PRINTABLE.header_encoding = email.charset.SHORTEST
 UTF8_QUOTED_PRINTABLE.body_encoding = email.charset.QP
+
+MASK = "••••••••"  # what the outbox viewer shows instead of a password
 
 
 @dataclass
@@ -56,15 +60,25 @@ class SendFailure(Exception):
         return self.reason
 
 
-def build_message(*, sender: str, recipient: str, subject: str, text: str, html: str
-                  ) -> Message:
+class OutgoingMessage(Message):
+    """Flask-Mail's Message, also knowing which values (the password) the outbox viewer must
+    mask."""
+
+    def __init__(self, *, secret_values: tuple[str, ...] = (), **fields):
+        super().__init__(**fields)
+        self.secret_values = tuple(value for value in secret_values if value)
+
+
+def build_message(*, sender: str, recipient: str, subject: str, text: str, html: str,
+                  secret_values: tuple[str, ...] = ()) -> OutgoingMessage:
     """A multipart/alternative message (text, then HTML) to `recipient`, built by Flask-Mail;
     raises SendFailure ("permanent", certainly not sent) for an address it cannot carry."""
     long_lines = any(len(line.encode()) > MAX_LINE
                      for part in (text, html) for line in part.splitlines())
-    message = Message(
+    message = OutgoingMessage(
         subject=subject, recipients=[smtp_address(recipient)], body=text, html=html,
-        sender=sender, date=time.time(), charset=UTF8_QUOTED_PRINTABLE if long_lines else None)
+        sender=sender, date=time.time(), secret_values=secret_values,
+        charset=UTF8_QUOTED_PRINTABLE if long_lines else None)
     # Flask-Mail names the Message-ID after this machine (socket.getfqdn()), an internal host
     # name the recipient has no business seeing; the sender's domain names it as before.
     domain = parseaddr(sender)[1].rpartition("@")[2]
@@ -238,41 +252,82 @@ class SMTPTransport(Connection):
 
 
 class OutboxTransport:
-    """The embedded default: every message becomes an .eml file under instance/outbox/."""
+    """The embedded default, for trying the product: every message becomes an .eml file under
+    instance/outbox/ (readable by the process owner only), beside a .json copy of its headers
+    and text with the password masked, which is all the outbox pages read."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, retention_days: float):
         self.directory = directory
+        self.retention_days = retention_days
 
     def __enter__(self) -> OutboxTransport:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        purge_outbox(self.directory, self.retention_days)
         return self
 
     def __exit__(self, *exc_info) -> None:
         pass
 
     def send(self, message: Message) -> None:
-        """Write the message atomically (temporary name, then rename)."""
+        """Write the message and its masked view, each atomically (temporary name, rename)."""
         if message.has_bad_headers():
             raise SendFailure("permanent", "Not sent: a header holds a line break.")
         if message.date is None:
             message.date = time.time()
-        stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
-        name = f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
-        partial = self.directory / (name + ".part")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # it holds a password
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(message.as_bytes())
-        partial.rename(self.directory / name)
+        raw = message.as_bytes()
+        secrets = getattr(message, "secret_values", ())
+        view = {"to": ", ".join(message.recipients), "subject": mask(message.subject, secrets),
+                "date": formatdate(message.date, localtime=True),
+                "text": mask(message.body or "", secrets)}
+        name = f"{utcnow().strftime(STAMP_FORMAT)}-{uuid.uuid4().hex[:8]}"
+        _write_private(self.directory / f"{name}.json", json.dumps(view).encode())
+        _write_private(self.directory / f"{name}.eml", raw)  # last: it makes the message appear
 
     def close(self) -> None:
         """Nothing to close."""
+
+
+STAMP_FORMAT = "%Y%m%dT%H%M%S%f"
+
+
+def mask(text: str, secret_values: tuple[str, ...]) -> str:
+    """`text` with every secret value in it replaced by MASK."""
+    for value in secret_values:
+        text = text.replace(value, MASK)
+    return text
+
+
+def purge_outbox(directory: Path, retention_days: float) -> int:
+    """Delete the outbox files written more than `retention_days` ago by the application's
+    clock (their names carry the time they were written); returns how many."""
+    if retention_days <= 0 or not directory.is_dir():
+        return 0
+    oldest = utcnow() - timedelta(days=retention_days)
+    deleted = 0
+    for path in directory.iterdir():
+        try:
+            written = datetime.strptime(path.name.partition("-")[0], STAMP_FORMAT)
+        except ValueError:
+            continue  # not one of ours
+        if written < oldest:
+            path.unlink(missing_ok=True)
+            deleted += 1
+    return deleted
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".part")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # it may hold a password
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    partial.rename(path)
 
 
 def transport_for(config: Mapping, instance_path: str):
     """SMTP when a server is configured, else the outbox folder."""
     if config["MAIL_SERVER"]:
         return SMTPTransport(config)
-    return OutboxTransport(Path(instance_path) / "outbox")
+    return OutboxTransport(Path(instance_path) / "outbox", config["OUTBOX_RETENTION_DAYS"])
 
 
 def _reply_failure(code: int, reply: bytes | str, what: str) -> SendFailure:
