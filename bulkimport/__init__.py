@@ -12,8 +12,9 @@ from sqlalchemy.engine import Engine
 
 from . import clock
 from .config import load_config
-from .extensions import bootstrap, csrf, db, login_manager, migrate
+from .extensions import bootstrap, csrf, db, login_manager, mail, migrate
 from .logs import configure_logging
+from .mailing.throttle import send_rate_limit
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -43,6 +44,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     login_manager.login_message_category = "info"
     csrf.init_app(app)
     bootstrap.init_app(app)
+    mail.init_app(app)
+    send_rate_limit.init_app(app)
 
     from . import models, web
     from .auth import bp as auth_bp

@@ -121,6 +121,12 @@ def check_email(value: str, allowed: tuple[str, ...]) -> tuple[str, str | None]:
     if any(sep in value for sep in ",; "):
         return value, f"email “{value}” must hold exactly one address, without spaces or lists."
     local, _, domain = value.rpartition("@")
+    if not local.isascii():  # needs SMTPUTF8, which many relays and our mail path lack
+        found = " ".join(dict.fromkeys(c for c in local if not c.isascii()))
+        return value, (f"email “{value}” has characters other than plain ASCII letters, digits "
+                       f"and punctuation before the @ ({found}); many mail servers cannot "
+                       "deliver to such an address, so it cannot be imported. (Accented letters "
+                       "after the @ are fine.)")
     intranet = next((d for d in allowed
                      if domain.lower() == d or domain.lower().endswith("." + d)), None)
     # email-validator refuses special-use domains (.local, .test) whatever its options: an

@@ -99,6 +99,9 @@ SETTINGS: tuple[Setting, ...] = (
             "How long a worker may hold invitations it claimed before another may take them."),
     Setting("MAIL_RETRY_SECONDS", 60.0, float,
             "First delay before retrying a temporary failure; it doubles each time, up to 1 h."),
+    Setting("OUTBOX_RETENTION_DAYS", 7.0, float,
+            "Days an e-mail stays in instance/outbox/ (no SMTP server); older ones are deleted "
+            "when the outbox is written or listed; 0 keeps them all."),
 )
 
 
@@ -112,7 +115,10 @@ def load_config(app_config: dict, instance_path: str, overrides: dict | None = N
     # Flask's own settings that we default differently; instance/config.py may still change them.
     app_config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       BOOTSTRAP_SERVE_LOCAL=True,
-                      WTF_CSRF_TIME_LIMIT=None)  # a long review must not expire its form
+                      WTF_CSRF_TIME_LIMIT=None,  # a long review must not expire its form
+                      # Flask-Mail would not send under TESTING, and with MAIL_DEBUG it would print
+                      # every message, passwords included, to stderr.
+                      MAIL_SUPPRESS_SEND=False, MAIL_DEBUG=False)
     app_config.from_pyfile("config.py", silent=True)
     for setting in SETTINGS:
         raw = os.environ.get(setting.env)

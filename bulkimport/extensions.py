@@ -2,6 +2,7 @@
 
 from flask_bootstrap import Bootstrap5
 from flask_login import LoginManager
+from flask_mail import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -29,3 +30,4 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 bootstrap = Bootstrap5()
+mail = Mail()  # sent through bulkimport.mailing.transport, which adds timeouts

@@ -2,7 +2,8 @@
 
 Each recipient may have a list of actions, one consumed per delivery attempt: "rcpt451",
 "rcpt550", "data451", "data554", "hang" (never answer DATA), "drop" (take the message, then
-close the connection without answering). Without an action the message is accepted.
+close the connection without answering), "droprcpt" (close the connection at RCPT, before any
+DATA). Without an action the message is accepted.
 `accepted` records, in order, every message the server took: that is what the invariant
 "the last accepted e-mail's password logs in" is checked against.
 """
@@ -46,6 +47,10 @@ class FaultyHandler:
         if action == "rcpt550":
             self._next(address, consume=True)
             return "550 5.1.1 No such user here"
+        if action == "droprcpt":
+            self._next(address, consume=True)
+            server.transport.close()  # the connection ends before the message was handed over
+            return "250 OK"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -104,15 +109,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(authenticator: Authenticator | None = None):
-    """Start an SMTP server on 127.0.0.1; returns (controller, handler)."""
+def start_server(authenticator: Authenticator | None = None, **options):
+    """Start an SMTP server on 127.0.0.1; returns (controller, handler). `options` go to
+    aiosmtpd (enable_SMTPUTF8=True, tls_context=… for STARTTLS, ssl_context=… for TLS)."""
     handler = FaultyHandler()
-    kwargs = {}
+    kwargs = dict(options)
     if authenticator is not None:
         # PLAIN only: after a refused PLAIN, smtplib would try LOGIN, which aiosmtpd leaves
         # waiting for a second line until the client times out.
-        kwargs = {"authenticator": authenticator, "auth_require_tls": False,
-                  "auth_required": True, "auth_exclude_mechanism": ["LOGIN"]}
+        kwargs.update({"authenticator": authenticator, "auth_require_tls": False,
+                       "auth_required": True, "auth_exclude_mechanism": ["LOGIN"]})
     controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **kwargs)
     controller.start()
     return controller, handler

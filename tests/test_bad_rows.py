@@ -96,8 +96,9 @@ BAD_ROWS = {
                               "email “ann@example.test” " + RESERVED),
     "email-non-ascii-local-part": Case(
         [GOOD, "jose,José,Núñez,josé@example.com"],
-        "email “josé@example.com” is not a valid e-mail address: Internationalized characters "
-        "before the @-sign are not supported: 'é'."),
+        "email “josé@example.com” has characters other than plain ASCII letters, digits and "
+        "punctuation before the @ (é); many mail servers cannot deliver to such an address, so "
+        "it cannot be imported. (Accented letters after the @ are fine.)"),
     # uniqueness inside the file
     "duplicate-username-ignoring-case": Case(
         [GOOD, "ann,Ann,Lee,ann@example.com", "ANN,Ann,Other,other@example.com"],

@@ -53,7 +53,7 @@ def outbox(app) -> list[str]:
 
 @pytest.fixture
 def mail_app(app_factory):
-    return app_factory(MAIL_RATE_PER_MINUTE=0, SITE_NAME="Example Intranet")
+    return app_factory(SITE_NAME="Example Intranet")
 
 
 # ----- languages -------------------------------------------------------------------------------
@@ -229,8 +229,7 @@ def test_send_test_e_mail_to_me_in_the_outbox(mail_app):
 def test_send_test_e_mail_to_me_over_smtp(app_factory):
     controller, handler = start_server()
     try:
-        app = app_factory(MAIL_SERVER="127.0.0.1", MAIL_PORT=controller.port,
-                          MAIL_RATE_PER_MINUTE=0, MAIL_TIMEOUT=2.0)
+        app = app_factory(MAIL_SERVER="127.0.0.1", MAIL_PORT=controller.port, MAIL_TIMEOUT=2.0)
         client = login_admin(app)
         page = client.post(edit_url(), data={**template_form(), "send_test": "1"}).get_data(
             as_text=True)

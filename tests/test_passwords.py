@@ -166,7 +166,7 @@ def send_invitations_now(app) -> None:
 
 
 def test_the_saved_policy_governs_imports_create_admin_and_generated_passwords(app_factory):
-    app = app_factory(MAIL_RATE_PER_MINUTE=0)  # the process-wide throttle is not this test's
+    app = app_factory()
     client = login_admin(app)
     client.post("/admin/people/password-policy",
                 data={**POLICY_FORM, "min_length": "24", "require_symbol": "y"})
@@ -395,7 +395,7 @@ def test_a_valid_temporary_password_logs_in_with_a_reminder(app):
 
 
 def test_an_expired_invitation_shows_as_expired_with_resend(app_factory):
-    app = app_factory(MAIL_RATE_PER_MINUTE=0)
+    app = app_factory()
     client = login_admin(app)
     import_file(client, sample("minimal.csv"))
     send_invitations_now(app)

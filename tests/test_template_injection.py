@@ -105,7 +105,7 @@ PAYLOADS = {
 @pytest.fixture
 def editor(app_factory, monkeypatch):
     monkeypatch.setenv("BULKIMPORT_SSTI_CANARY", ENV_CANARY)
-    app = app_factory(SECRET_KEY=SECRET_KEY, MAIL_RATE_PER_MINUTE=0)
+    app = app_factory(SECRET_KEY=SECRET_KEY)
     return app, login_admin(app)
 
 

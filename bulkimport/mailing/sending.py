@@ -4,8 +4,11 @@ hash, commit, render, send over the chunk's one SMTP connection, and record the 
 The invariant: for every invited user, the password in the last e-mail the SMTP server accepted
 logs in. A new hash is committed to `pending_hashes` before its e-mail is sent; it becomes the
 user's password once the server has accepted the e-mail, and it is dropped only when the server
-certainly did not accept it. So a crash, a timeout or a dropped connection at any point leaves
-every possibly-accepted password working. These functions own their transactions.
+certainly did not accept it, or once a later e-mail certainly was. So a crash, a timeout or a
+dropped connection at any point leaves every possibly-accepted password working. Since only
+those two events may drop a hash, the number of pending hashes (each one costs every login a
+bcrypt check) is bounded by making no new attempt once MAX_PENDING_HASHES are outstanding.
+These functions own their transactions.
 """
 
 from __future__ import annotations
@@ -27,13 +30,16 @@ from ..password_policy import generate_password, load_policy
 from ..security import hash_password
 from .languages import invitation_template
 from .templating import NotificationTemplate, RenderError, invitation_context, render
-from .throttle import LocalThrottle, RedisThrottle
-from .transport import SendFailure, build_message, transport_for
+from .throttle import send_rate_limit
+from .transport import CONFIG, PERMANENT, TEMPORARY, SendFailure, build_message, transport_for
 
 log = logging.getLogger(__name__)
 
 MAX_INLINE_WAIT = 20.0  # longer throttle waits hand the rest of the chunk back to the queue
 MAX_BACKOFF = 3600.0
+# E-mails that may have been accepted without our knowing, whose passwords must all keep
+# working; at this many, the invitation is failed instead of tried again.
+MAX_PENDING_HASHES = 3
 
 
 def send_invitations(invitation_ids: list[int]) -> dict[str, int]:
@@ -48,7 +54,7 @@ def send_invitations(invitation_ids: list[int]) -> dict[str, int]:
     if paused_reason():
         release(claimed, token, utcnow(), None)
         return counts
-    throttle = make_throttle()
+    throttle = send_rate_limit.current()
     cache: dict = {}  # the policy and the templates, read once per chunk
     renew_every = config["MAIL_LEASE_SECONDS"] / 4
     renewed = time.monotonic()
@@ -70,8 +76,9 @@ def send_invitations(invitation_ids: list[int]) -> dict[str, int]:
                 break
             outcome, failure = send_one(invitation_id, token, transport, cache)
             counts[outcome] = counts.get(outcome, 0) + 1
-            if failure and failure.kind == "config":
+            if failure and failure.kind == CONFIG:
                 pause(failure.reason)
+                db.session.commit()  # every process must see the pause at once
                 release(claimed[position + 1:], token, utcnow(), None)
                 break
             if failure and failure.server_down:
@@ -140,6 +147,8 @@ def send_one(invitation_id: int, token: str, transport,
         return "deferred", None  # our lease ran out and another worker took it over
     user = invitation.user
     recipient, language = user.email, user.language  # read now: no transaction during the send
+    if len(invitation.pending_hashes) >= MAX_PENDING_HASHES:
+        return _give_up_undecided(invitation)
     now = utcnow()
     if "policy" not in cache:
         cache["policy"] = load_policy(session)
@@ -166,11 +175,13 @@ def send_one(invitation_id: int, token: str, transport,
             cache[("template", language)] = invitation_template(session, language)
         subject, html, text = render(cache[("template", language)], context)
         message = build_message(sender=config["MAIL_DEFAULT_SENDER"], recipient=recipient,
-                                subject=subject, text=text, html=html)
+                                subject=subject, text=text, html=html, secret_values=(password,))
     except RenderError as exc:
-        failure = SendFailure("permanent", f"The e-mail template cannot be rendered: {exc}")
+        failure = SendFailure(PERMANENT, f"The e-mail template cannot be rendered: {exc}")
+    except SendFailure as exc:  # an address no SMTP exchange of ours can carry
+        failure = exc
     except Exception as exc:  # a bad sender setting, an address the headers refuse
-        failure = SendFailure("permanent", f"The e-mail cannot be built: "
+        failure = SendFailure(PERMANENT, f"The e-mail cannot be built: "
                               f"{exc.__class__.__name__}: {exc}")
     else:
         try:
@@ -179,7 +190,7 @@ def send_one(invitation_id: int, token: str, transport,
             failure = exc
         except Exception as exc:  # whatever it was, the message may have left
             transport.close()
-            failure = SendFailure("temporary", "Unexpected error while sending: "
+            failure = SendFailure(TEMPORARY, "Unexpected error while sending: "
                                   f"{exc.__class__.__name__}", maybe_accepted=True)
     del password, context
     return _record_outcome(invitation_id, token, password_hash, expires, failure)
@@ -223,9 +234,9 @@ def _record_outcome(invitation_id: int, token: str, password_hash: str, expires,
     invitation.last_error = failure.reason
     invitation.lease_until = invitation.lease_token = None
     outcome = "deferred"
-    if failure.kind == "permanent":
+    if failure.kind == PERMANENT:
         invitation.status, outcome = Invitation.FAILED, "failed"
-    elif failure.kind == "config":
+    elif failure.kind == CONFIG:
         invitation.status, invitation.next_attempt_at = Invitation.QUEUED, utcnow()
         invitation.attempts -= 1  # our configuration failed, not this invitation
         invitation.enqueued_at = None
@@ -248,6 +259,24 @@ def _record_outcome(invitation_id: int, token: str, password_hash: str, expires,
     return outcome, failure
 
 
+def _give_up_undecided(invitation: Invitation) -> tuple[str, SendFailure]:
+    """Fail an invitation that already has MAX_PENDING_HASHES e-mails the server may have
+    accepted: another attempt would add a password to check at every login, and none of the
+    earlier ones may be dropped while it may be the last one accepted."""
+    failure = SendFailure(PERMANENT, (
+        f"Not sent again: the mail server may have accepted {len(invitation.pending_hashes)} "
+        "earlier e-mails without confirming them, and the password in each of them works. Ask "
+        "the user to log in with the password of the last one they received and choose a new "
+        "password."))
+    invitation.status, invitation.last_error = Invitation.FAILED, failure.reason
+    invitation.lease_until = invitation.lease_token = None
+    record_event(db.session, "invitation_failed", user_id=invitation.user_id,
+                 invitation_id=invitation.id, reason=failure.reason)
+    db.session.commit()
+    log.info("Invitation %s failed: %s", invitation.id, failure.reason)
+    return "failed", failure
+
+
 def backoff(attempts: int) -> float:
     """Seconds before the next try: doubling from MAIL_RETRY_SECONDS, capped at an hour, with
     ±20 % jitter so that many retries do not all come back at once."""
@@ -263,23 +292,14 @@ def send_test_message(template: NotificationTemplate, context: dict, recipient: 
     config = current_app.config
     subject, html, text = render(template, context)
     message = build_message(sender=config["MAIL_DEFAULT_SENDER"], recipient=recipient,
-                            subject=f"[Test] {subject}", text=text, html=html)
-    wait = make_throttle().reserve()
+                            subject=f"[Test] {subject}", text=text, html=html,
+                            secret_values=(context.get("password", ""),))
+    wait = send_rate_limit.current().reserve()
     if wait > 0:
-        raise SendFailure("temporary", f"The send-rate limit is reached; try again in "
+        raise SendFailure(TEMPORARY, f"The send-rate limit is reached; try again in "
                           f"{math.ceil(wait)} seconds.")
     with transport_for(config, current_app.instance_path) as transport:
         transport.send(message)
-
-
-def make_throttle():
-    """The send-rate limit shared by every worker (Redis), or by this process (no Redis)."""
-    config = current_app.config
-    if config["REDIS_URL"]:
-        from ..background import redis_connection
-
-        return RedisThrottle(redis_connection(current_app), config["MAIL_RATE_PER_MINUTE"])
-    return LocalThrottle(config["MAIL_RATE_PER_MINUTE"])
 
 
 def paused_reason() -> str | None:
@@ -310,7 +330,7 @@ def try_resume() -> bool:
             transport.open()
         transport.close()
     except SendFailure as failure:
-        if failure.kind == "config":
+        if failure.kind == CONFIG:
             pause(failure.reason)
         return False
     db.session.execute(

@@ -2,7 +2,8 @@
 
 With Redis, every worker shares one sorted set of send times, checked and updated by a Lua
 script so that the check and the reservation are one atomic step. Without Redis there is only
-one process, and a lock-protected list does the same.
+one process, and a lock-protected list kept by the application (not by the class, so that two
+applications in one process, such as two tests, do not share it) does the same.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import time
 import uuid
 from collections import deque
 
+from flask import Flask, current_app
+
 # A little more than a minute: a reservation precedes the SMTP exchange by a few milliseconds to
 # a few seconds, so counting a slightly longer window keeps accepted e-mails under the limit in
 # any minute as the server sees them.
 WINDOW_SECONDS = 62.0
 KEY = "bulkimport:mail:sent"
+EXTENSION = "bulkimport.throttle"  # the application's LocalThrottle in app.extensions
 
 _RESERVE = """
 local key, now, window, limit, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]),
@@ -54,11 +58,10 @@ class RedisThrottle:
 class LocalThrottle:
     """The same limit inside one process, for the embedded mode without Redis."""
 
-    _lock = threading.Lock()
-    _sent: deque[float] = deque()
-
     def __init__(self, per_minute: int):
         self.per_minute = per_minute
+        self._lock = threading.Lock()
+        self._sent: deque[float] = deque()
 
     def reserve(self) -> float:
         """Take a slot now and return 0, or return the seconds to wait before asking again."""
@@ -72,3 +75,29 @@ class LocalThrottle:
                 self._sent.append(now)
                 return 0.0
             return self._sent[0] + WINDOW_SECONDS - now
+
+
+class SendRateLimit:
+    """Flask extension: the send-rate limit of an application, shared through Redis when it is
+    configured, else kept in the application itself."""
+
+    def __init__(self, app: Flask | None = None):
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Give `app` its own in-process sliding window."""
+        app.extensions[EXTENSION] = LocalThrottle(app.config["MAIL_RATE_PER_MINUTE"])
+
+    def current(self) -> RedisThrottle | LocalThrottle:
+        """The limit of the current application: Redis's (every worker) or its own."""
+        app = current_app._get_current_object()
+        if app.config["REDIS_URL"]:
+            from ..background import redis_connection
+
+            return RedisThrottle(redis_connection(app), app.config["MAIL_RATE_PER_MINUTE"])
+        return app.extensions[EXTENSION]
+
+
+# Unbound, like the extensions of bulkimport.extensions; bound in create_app.
+send_rate_limit = SendRateLimit()
