@@ -210,8 +210,11 @@ class PasswordPolicy(db.Model):
 
 
 class LoginFailures(db.Model):
-    """Recent failed logins for one account (`account:<username key>`) or one address
-    (`address:<ip>`), counted whether or not the account exists."""
+    """Recent failed logins under one throttling key: an account from one address
+    (`pair:<account digest>@<ip>`, which also remembers the account's last login from there), an
+    address (`address:<ip>`), or an account (`account:<account digest>`, counting the addresses
+    that failed). Accounts are named by a keyed digest of the typed username, whether or not it
+    exists, so that a password typed as a username is never stored."""
 
     __tablename__ = "login_failures"
 
@@ -219,6 +222,7 @@ class LoginFailures(db.Model):
     failures: Mapped[int] = mapped_column(default=0)
     last_failure_at: Mapped[datetime] = mapped_column(default=utcnow)
     locked_until: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
 
 
 class AuditEvent(db.Model):

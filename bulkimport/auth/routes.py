@@ -131,15 +131,14 @@ def change_password():
     if form.validate_on_submit():
         user = current_user._get_current_object()
         problems = change_user_password(db.session, user, form.current_password.data,
-                                   form.new_password.data, form.confirm_password.data,
-                                   request.remote_addr)
+                                        form.new_password.data, form.confirm_password.data,
+                                        request.remote_addr)
+        db.session.commit()  # the change, or a counted failure and its audit event
         if not problems:
-            db.session.commit()
             _start_session(user)
             flash("Your password has been changed. Other sessions of your account have ended.",
                   "success")
             return redirect(_safe_next(request.args.get("next")) or url_for("auth.home"))
-        db.session.rollback()
         for name, messages in problems.items():
             form[name].errors = list(messages)
     rules = rules_in_force(load_policy(db.session))
