@@ -77,6 +77,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Days an address an account logged in from keeps passing that account's lock."),
     Setting("LOGIN_LOCK_MINUTES", 15, int,
             "How long a lock lasts, and how long failures are remembered."),
+    Setting("SESSION_IDLE_MINUTES", 60, int,
+            "Minutes without a request after which a session ends."),
+    Setting("SESSION_MAX_HOURS", 12, int,
+            "Hours after logging in at which a session ends, however active."),
     Setting("TRUSTED_PROXIES", 0, int,
             "Reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust (1 behind "
             "one nginx); the client address counts failed logins."),

@@ -11,10 +11,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .audit_trail import record_event
+from .login_sessions import end_sessions_of
 from .login_throttle import count_attempt, settle_failure, settle_success
 from .models import User, fold_key, utcnow
 from .password_policy import check_password, failure_messages, load_policy
-from .security import hash_cost, hash_password, new_session_epoch, verify_password
+from .security import hash_cost, hash_password, verify_password
 
 INVALID = "Invalid username or password."
 EXPIRED = ("Your temporary password has expired. Ask an administrator to send you a new one "
@@ -112,9 +113,9 @@ def change_password(session: Session, user: User, current: str, new: str, confir
                     address: str | None) -> dict[str, list[str]]:
     """Change `user`'s password after checking the current one, counted like a login, and the
     policy; returns the problems by form field (empty when changed). A wrong current password
-    is audited. On success every session of the user ends (the caller logs this one in
-    again), pending e-mailed passwords stop working, and an audit event is written; the caller
-    commits, also when there are problems."""
+    is audited. On success every session of the user ends (the caller opens a new one), pending
+    e-mailed passwords stop working, and an audit event is written; the caller commits, also
+    when there are problems."""
     problems: dict[str, list[str]] = {}
     attempt = count_attempt(session, user.username, address)
     current_is_right = False
@@ -143,7 +144,7 @@ def change_password(session: Session, user: User, current: str, new: str, confir
     was_forced = user.must_change_password
     user.must_change_password = False
     user.temp_password_expires_at = None
-    user.session_epoch = new_session_epoch()
+    end_sessions_of(session, [user.id])
     for invitation in user.invitations:
         invitation.pending_hashes = []
     record_event(session, "password_changed", actor_id=user.id, user_id=user.id,
