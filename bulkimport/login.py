@@ -47,10 +47,11 @@ def log_in(session: Session, username: str, password: str, address: str | None) 
         return LoginResult(message=attempt.refusal)
     user, expired, known = check_credentials(session, username, password)
     if user is not None:
-        settle_success(session, attempt)
         rounds = current_app.config["BCRYPT_ROUNDS"]
         if hash_cost(user.password_hash) != rounds:  # the cost setting changed since it was made
             user.password_hash = hash_password(password, rounds)
+        # Settled after the re-hash: the counters' rows stay locked until the caller commits.
+        settle_success(session, attempt)
         return LoginResult(user=user)
     known_id = known.id if known is not None else None
     settle_failure(session, attempt, user_id=known_id, address=address)
@@ -118,17 +119,11 @@ def change_password(session: Session, user: User, current: str, new: str, confir
     when there are problems."""
     problems: dict[str, list[str]] = {}
     attempt = count_attempt(session, user.username, address)
-    current_is_right = False
+    current_is_right = attempt.refusal is None and verify_password(current, user.password_hash)
     if attempt.refusal:
         problems["current_password"] = [attempt.refusal]
-    elif verify_password(current, user.password_hash):
-        current_is_right = True
-        settle_success(session, attempt)
-    else:
+    elif not current_is_right:
         problems["current_password"] = ["This is not your current password."]
-        settle_failure(session, attempt, user_id=user.id, address=address)
-        record_event(session, "password_change_failed", actor_id=user.id, user_id=user.id,
-                     address=address)
     # The reuse rule compares the new password with the current hash: only after the current
     # password was given, or it would be a second, uncounted way of guessing it.
     failures = check_password(new, load_policy(session), username=user.username,
@@ -138,15 +133,21 @@ def change_password(session: Session, user: User, current: str, new: str, confir
         problems["new_password"] = failure_messages(failures)
     if new != confirm:
         problems["confirm_password"] = ["The two new passwords are not the same."]
-    if problems:
-        return problems
-    user.password_hash = hash_password(new, current_app.config["BCRYPT_ROUNDS"])
-    was_forced = user.must_change_password
-    user.must_change_password = False
-    user.temp_password_expires_at = None
-    end_sessions_of(session, [user.id])
-    for invitation in user.invitations:
-        invitation.pending_hashes = []
-    record_event(session, "password_changed", actor_id=user.id, user_id=user.id,
-                 address=address, forced=was_forced)
-    return {}
+    if not problems:
+        user.password_hash = hash_password(new, current_app.config["BCRYPT_ROUNDS"])
+        was_forced = user.must_change_password
+        user.must_change_password = False
+        user.temp_password_expires_at = None
+        end_sessions_of(session, [user.id])
+        for invitation in user.invitations:
+            invitation.pending_hashes = []
+        record_event(session, "password_changed", actor_id=user.id, user_id=user.id,
+                     address=address, forced=was_forced)
+    # Settled last, after every bcrypt: the counters' rows stay locked until the caller commits.
+    if current_is_right:
+        settle_success(session, attempt)
+    elif attempt.refusal is None:
+        settle_failure(session, attempt, user_id=user.id, address=address)
+        record_event(session, "password_change_failed", actor_id=user.id, user_id=user.id,
+                     address=address)
+    return problems
