@@ -19,8 +19,8 @@ from .models import LoginSession, User
 
 # The key of the token in Flask's signed session cookie.
 TOKEN_KEY = "session_token"
-# last_seen_at is written at most this often, not on every request; idle expiry may therefore
-# come up to this much later than configured.
+# last_seen_at is written at most this often (or a tenth of the idle time, if shorter), not on
+# every request; an active session is therefore never taken for an idle one.
 TOUCH_EVERY = timedelta(seconds=60)
 
 
@@ -95,7 +95,7 @@ def session_user(session: Session, token: str | None) -> User | None:
             connection.execute(delete(LoginSession).where(
                 LoginSession.user_id == found.user_id))
             return None
-        if now - found.last_seen_at >= TOUCH_EVERY:
+        if now - found.last_seen_at >= min(TOUCH_EVERY, _limits()[0] / 10):
             connection.execute(update(LoginSession).where(LoginSession.id == digest)
                                .values(last_seen_at=now))
     return session.get(User, found.user_id)

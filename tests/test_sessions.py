@@ -118,6 +118,17 @@ def test_a_session_ends_after_the_idle_time(app_factory):
     assert opens(log_in(app))  # logging in again works
 
 
+def test_a_short_idle_time_still_keeps_an_active_session(app_factory):
+    app, clock = clocked_app(app_factory, SESSION_IDLE_MINUTES=1)
+    add_admin(app)
+    client = log_in(app)
+    for _ in range(10):
+        clock.advance(seconds=50)
+        assert opens(client)
+    clock.advance(seconds=60)
+    assert not opens(client)
+
+
 def test_a_session_ends_at_its_absolute_lifetime_however_active(app_factory):
     app, clock = clocked_app(app_factory, SESSION_IDLE_MINUTES=60, SESSION_MAX_HOURS=2)
     add_admin(app)
