@@ -6,7 +6,7 @@ command-line commands are all wired here.
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, session
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -47,23 +47,21 @@ def create_app(overrides: dict | None = None) -> Flask:
     mail.init_app(app)
     send_rate_limit.init_app(app)
 
-    from . import models, web
+    from . import web
     from .auth import bp as auth_bp
     from .cli import register_commands
     from .errors import register_error_pages
     from .localisation import bp as localisation_bp
+    from .login_sessions import TOKEN_KEY, session_user
     from .people import bp as people_bp
     from .system import bp as system_bp
 
     @login_manager.user_loader
     def load_user(session_user_id: str):
-        """The user of a session, unless their session epoch moved on since it was made."""
-        user_id, _, epoch = session_user_id.partition(":")
-        try:
-            user = db.session.get(models.User, int(user_id))
-        except ValueError:
-            return None
-        return user if user is not None and epoch == str(user.session_epoch) else None
+        """The user of the session's server-side row, if it is live and the cookie names the
+        same user and session epoch (bulk password changes of an import move the epoch on)."""
+        user = session_user(db.session, session.get(TOKEN_KEY))
+        return user if user is not None and user.get_id() == session_user_id else None
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(people_bp)

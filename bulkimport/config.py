@@ -62,14 +62,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BCRYPT_ROUNDS", 12, int, "bcrypt cost factor for new password hashes; hashes of "
             "another cost are redone at the user's next login."),
     Setting("LOGIN_SLOWDOWN_AFTER", 3, int,
-            "Failed logins of one account after which each new attempt must wait (1 s, doubling, "
-            "at most 60 s)."),
-    Setting("LOGIN_LOCK_AFTER", 10, int, "Failed logins of one account that lock it."),
+            "Failed logins of one account from one address after which each new attempt from "
+            "there must wait (1 s, doubling, at most 60 s)."),
+    Setting("LOGIN_LOCK_AFTER", 10, int,
+            "Failed logins of one account from one address that lock that address out of that "
+            "account."),
     Setting("LOGIN_ADDRESS_SLOWDOWN_AFTER", 20, int,
             "Failed logins from one address after which each new attempt from it must wait."),
     Setting("LOGIN_ADDRESS_LOCK_AFTER", 100, int, "Failed logins from one address that lock it."),
+    Setting("LOGIN_ACCOUNT_LOCK_ADDRESSES", 10, int,
+            "Addresses failing to log in to one account that lock it for every address it has "
+            "not logged in from before (those it has still get in)."),
+    Setting("LOGIN_KNOWN_ADDRESS_DAYS", 90, int,
+            "Days an address an account logged in from keeps passing that account's lock."),
     Setting("LOGIN_LOCK_MINUTES", 15, int,
             "How long a lock lasts, and how long failures are remembered."),
+    Setting("SESSION_IDLE_MINUTES", 60, int,
+            "Minutes without a request after which a session ends."),
+    Setting("SESSION_MAX_HOURS", 12, int,
+            "Hours after logging in at which a session ends, however active."),
     Setting("TRUSTED_PROXIES", 0, int,
             "Reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust (1 behind "
             "one nginx); the client address counts failed logins."),

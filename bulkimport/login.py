@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import secrets
 from dataclasses import dataclass
 
 from flask import current_app
@@ -9,18 +11,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .audit_trail import record_event
-from .login_throttle import clear_failures, failures_of, login_keys, record_failure, refusal
+from .login_sessions import end_sessions_of
+from .login_throttle import count_attempt, settle_failure, settle_success
 from .models import User, fold_key, utcnow
 from .password_policy import check_password, failure_messages, load_policy
-from .security import hash_cost, hash_password, new_session_epoch, verify_password
+from .security import hash_cost, hash_password, verify_password
 
 INVALID = "Invalid username or password."
 EXPIRED = ("Your temporary password has expired. Ask an administrator to send you a new one "
            "(Admin > People > Invitations > Resend).")
 
-# Checked when the username is unknown, so that an unknown name costs the same time as a wrong
-# password and response times do not reveal which usernames exist.
-_DUMMY_HASH = "$2b$12$zxysWemXWIHVGU/3VCMPJOMJqAzMxI0gVP0MXt/xXBaRN.XJy6mNq"
+
+@functools.lru_cache(maxsize=4)
+def decoy_hash(rounds: int) -> str:
+    """A hash of a random password at cost `rounds`, checked when there is no real hash to
+    check (an unknown username, a blocked account), so that such an answer takes as long as a
+    wrong password and response times do not reveal which usernames exist."""
+    return hash_password(secrets.token_urlsafe(24), rounds)
 
 
 @dataclass(frozen=True)
@@ -32,29 +39,30 @@ class LoginResult:
 
 
 def log_in(session: Session, username: str, password: str, address: str | None) -> LoginResult:
-    """Check one login attempt under the throttle: locked or too-early attempts are refused
-    without checking the password; failures are counted per account and per address. The caller
-    commits."""
-    now = utcnow()
-    keys = login_keys(username, address)
-    refused = refusal(session, keys, now)
-    if refused:
-        return LoginResult(message=refused)
-    user, expired, known_id = check_credentials(session, username, password)
-    account_key, account_limits = next(iter(keys.items()))
+    """Check one login attempt under the throttle: the attempt is counted before its password
+    is checked (a locked or too early one is refused unchecked), and a correct password takes
+    its count back. The caller commits."""
+    attempt = count_attempt(session, username, address)
+    if attempt.refusal:
+        return LoginResult(message=attempt.refusal)
+    user, expired, known = check_credentials(session, username, password)
     if user is not None:
-        clear_failures(session, account_key)
         rounds = current_app.config["BCRYPT_ROUNDS"]
         if hash_cost(user.password_hash) != rounds:  # the cost setting changed since it was made
             user.password_hash = hash_password(password, rounds)
+        # Settled after the re-hash: the counters' rows stay locked until the caller commits.
+        settle_success(session, attempt)
         return LoginResult(user=user)
+    known_id = known.id if known is not None else None
+    settle_failure(session, attempt, user_id=known_id, address=address)
+    # What was typed is recorded only when it names an account: otherwise it may be a password
+    # typed into the wrong field, and every administrator reads the audit log.
+    named = {"username": known.username} if known is not None else {"unknown_username": True}
+    record_event(session, "login_failed", user_id=known_id, address=address, **named,
+                 **({"expired": True} if expired else {}))
     # The expiry is told only to a first attempt: it confirms the password was right, which a
     # guesser who has already failed must not learn.
-    first_failure = failures_of(session, account_key, account_limits, now) == 0
-    record_failure(session, keys, now, address)
-    record_event(session, "login_failed", user_id=known_id, address=address,
-                 username=username.strip()[:100], **({"expired": True} if expired else {}))
-    return LoginResult(message=EXPIRED if expired and first_failure else INVALID)
+    return LoginResult(message=EXPIRED if expired and attempt.first_failure else INVALID)
 
 
 def authenticate(session: Session, username: str, password: str) -> User | None:
@@ -63,26 +71,24 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
 
 
 def check_credentials(session: Session, username: str,
-                      password: str) -> tuple[User | None, bool, int | None]:
+                      password: str) -> tuple[User | None, bool, User | None]:
     """(the active user with these credentials, or None; whether the password was right but was
-    a generated temporary one past its validity; the id of the account named, if it exists).
-    A matching pending invitation password becomes the user's password."""
-    user = session.scalar(select(User).where(User.username_key == fold_key(username.strip())))
-    known_id = user.id if user is not None else None
-    if user is None or not (user.password_hash or any(i.pending_hashes for i in user.invitations)):
-        verify_password(password, _DUMMY_HASH)
-        return None, False, known_id
-    if not user.active:
-        return None, False, known_id
-    expires = user.temp_password_expires_at
+    a generated temporary one past its validity; the account named, if it exists). A matching
+    pending invitation password becomes the user's password."""
+    named = session.scalar(select(User).where(User.username_key == fold_key(username.strip())))
+    if named is None or not named.active or not (
+            named.password_hash or any(i.pending_hashes for i in named.invitations)):
+        verify_password(password, decoy_hash(current_app.config["BCRYPT_ROUNDS"]))
+        return None, False, named
+    expires = named.temp_password_expires_at
     expired = expires is not None and expires <= utcnow()
-    if verify_password(password, user.password_hash):
-        return (None, True, known_id) if expired else (user, False, known_id)
-    candidate = _pending_match(user, password)
+    if verify_password(password, named.password_hash):
+        return (None, True, named) if expired else (named, False, named)
+    candidate = _pending_match(named, password)
     if candidate is None or expired:
-        return None, candidate is not None, known_id
-    user.password_hash = candidate
-    return user, False, known_id
+        return None, candidate is not None, named
+    named.password_hash = candidate
+    return named, False, named
 
 
 def _pending_match(user: User, password: str) -> str | None:
@@ -106,29 +112,42 @@ def temporary_password_notice(user: User) -> str | None:
 
 def change_password(session: Session, user: User, current: str, new: str, confirm: str,
                     address: str | None) -> dict[str, list[str]]:
-    """Change `user`'s password after checking the current one and the policy; returns the
-    problems by form field (empty when changed). On success every session of the user ends
-    (the caller logs this one in again), pending e-mailed passwords stop working, and an audit
-    event is written; the caller commits."""
+    """Change `user`'s password after checking the current one, counted like a login, and the
+    policy; returns the problems by form field (empty when changed). A wrong current password
+    is audited. On success every session of the user ends (the caller opens a new one), pending
+    e-mailed passwords stop working, and an audit event is written; the caller commits, also
+    when there are problems."""
     problems: dict[str, list[str]] = {}
-    if not verify_password(current, user.password_hash):
+    attempt = count_attempt(session, user.username, address)
+    current_is_right = attempt.refusal is None and verify_password(current, user.password_hash)
+    if attempt.refusal:
+        problems["current_password"] = [attempt.refusal]
+    elif not current_is_right:
         problems["current_password"] = ["This is not your current password."]
+    # The reuse rule compares the new password with the current hash: only after the current
+    # password was given, or it would be a second, uncounted way of guessing it.
     failures = check_password(new, load_policy(session), username=user.username,
                               firstname=user.firstname, surname=user.surname, email=user.email,
-                              current_hash=user.password_hash)
+                              current_hash=user.password_hash if current_is_right else None)
     if failures:
         problems["new_password"] = failure_messages(failures)
     if new != confirm:
         problems["confirm_password"] = ["The two new passwords are not the same."]
-    if problems:
-        return problems
-    user.password_hash = hash_password(new, current_app.config["BCRYPT_ROUNDS"])
-    was_forced = user.must_change_password
-    user.must_change_password = False
-    user.temp_password_expires_at = None
-    user.session_epoch = new_session_epoch()
-    for invitation in user.invitations:
-        invitation.pending_hashes = []
-    record_event(session, "password_changed", actor_id=user.id, user_id=user.id,
-                 address=address, forced=was_forced)
-    return {}
+    if not problems:
+        user.password_hash = hash_password(new, current_app.config["BCRYPT_ROUNDS"])
+        was_forced = user.must_change_password
+        user.must_change_password = False
+        user.temp_password_expires_at = None
+        end_sessions_of(session, [user.id])
+        for invitation in user.invitations:
+            invitation.pending_hashes = []
+        record_event(session, "password_changed", actor_id=user.id, user_id=user.id,
+                     address=address, forced=was_forced)
+    # Settled last, after every bcrypt: the counters' rows stay locked until the caller commits.
+    if current_is_right:
+        settle_success(session, attempt)
+    elif attempt.refusal is None:
+        settle_failure(session, attempt, user_id=user.id, address=address)
+        record_event(session, "password_change_failed", actor_id=user.id, user_id=user.id,
+                     address=address)
+    return problems

@@ -1,5 +1,5 @@
 """Typed SQLAlchemy 2 models: users, staged import batches with their rows, invitations, the
-password policy, login throttling and the audit trail."""
+password policy, login throttling, sessions and the audit trail."""
 
 from __future__ import annotations
 
@@ -277,8 +277,11 @@ class PasswordPolicy(db.Model):
 
 
 class LoginFailures(db.Model):
-    """Recent failed logins for one account (`account:<username key>`) or one address
-    (`address:<ip>`), counted whether or not the account exists."""
+    """Recent failed logins under one throttling key: an account from one address
+    (`pair:<account digest>@<ip>`, which also remembers the account's last login from there), an
+    address (`address:<ip>`), or an account (`account:<account digest>`, counting the addresses
+    that failed). Accounts are named by a keyed digest of the typed username, whether or not it
+    exists, so that a password typed as a username is never stored."""
 
     __tablename__ = "login_failures"
 
@@ -286,6 +289,21 @@ class LoginFailures(db.Model):
     failures: Mapped[int] = mapped_column(default=0)
     last_failure_at: Mapped[datetime] = mapped_column(default=utcnow)
     locked_until: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+
+
+class LoginSession(db.Model):
+    """One logged-in browser: the cookie holds a random token, this row its SHA-256, so that a
+    session ends when its row is deleted (logout, a password change, a resend) and a copy of the
+    table opens no session."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    address: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditEvent(db.Model):

@@ -15,6 +15,7 @@ from itsdangerous import URLSafeTimedSerializer
 
 from bulkimport.accounts import create_admin
 from bulkimport.extensions import db
+from bulkimport.login_sessions import TOKEN_KEY, open_session
 from bulkimport.models import User
 from bulkimport.security import hash_password
 
@@ -88,8 +89,8 @@ def matrix_app(backend, migrated, tmp_path):
     _empty_tables(app)
 
 
-def _user_ids(app) -> dict[str, str]:
-    """Create the administrator, a user and a flagged user; their session user ids by role."""
+def _user_ids(app) -> dict[str, int]:
+    """Create the administrator, a user and a flagged user; their ids by role."""
     with app.app_context():
         people = {"admin": create_admin(db.session, "boss", "boss@example.com", ADMIN_PASSWORD)}
         for role, flagged in (("user", False), ("flagged", True)):
@@ -99,16 +100,25 @@ def _user_ids(app) -> dict[str, str]:
             db.session.add(user)
             people[role] = user
         db.session.commit()
-        return {role: person.get_id() for role, person in people.items()}
+        return {role: person.id for role, person in people.items()}
 
 
-def _client(app, user_id: str | None):
-    """A fresh client whose session holds the CSRF secret and, unless anonymous, the user."""
+def _client(app, user_id: int | None):
+    """A fresh client whose session holds the CSRF secret and, unless anonymous, a server-side
+    session of the user of its own (so that one client's logout ends no other's)."""
     client = app.test_client()
+    session_user_id = token = None
+    if user_id:
+        with app.app_context():
+            user = db.session.get(User, user_id)
+            token = open_session(db.session, user, None)
+            db.session.commit()
+            session_user_id = user.get_id()
     with client.session_transaction() as session:
         session["csrf_token"] = "matrix-csrf-token"
         if user_id:
-            session["_user_id"], session["_fresh"] = user_id, True
+            session["_user_id"], session["_fresh"] = session_user_id, True
+            session[TOKEN_KEY] = token
     return client
 
 

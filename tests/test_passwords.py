@@ -13,7 +13,9 @@ from conftest import ADMIN_PASSWORD, import_file, login_admin, sample, upload
 from sqlalchemy import select, update
 
 from bulkimport.accounts import AccountError, create_admin
+from bulkimport.clock import ManualClock
 from bulkimport.extensions import db
+from bulkimport.login_throttle import ACCOUNT, ACCOUNT_ADDRESS, ADDRESS, throttle_keys
 from bulkimport.models import AuditEvent, LoginFailures, PasswordPolicy, User, utcnow
 from bulkimport.password_policy import (
     GENERATED_SYMBOLS,
@@ -303,7 +305,9 @@ def test_a_refused_change_names_each_problem_and_changes_nothing(app, fields, me
     with app.app_context():
         user = db.session.get(User, user_id)
         assert user.must_change_password and hash_cost(user.password_hash) == 4
-        assert db.session.scalar(select(AuditEvent)) is None
+        # Only a wrong current password is written down (it counts like a failed login).
+        actions = list(db.session.scalars(select(AuditEvent.action)))
+        assert actions == (["password_change_failed"] if "current" in fields else [])
 
 
 def test_a_change_rotates_the_session_ends_the_others_and_is_audited(app):
@@ -414,10 +418,16 @@ def test_an_expired_invitation_shows_as_expired_with_resend(app_factory):
     assert only.count('<tr data-invitation=') == 1 and "jsmith" in only
 
 
-# ----- throttling and locking ------------------------------------------------------------------
+# ----- throttling and locking (more in test_login_security.py) ---------------------------------
 
 THROTTLE = {"LOGIN_SLOWDOWN_AFTER": 2, "LOGIN_LOCK_AFTER": 4, "LOGIN_LOCK_MINUTES": 15,
             "LOGIN_ADDRESS_SLOWDOWN_AFTER": 50, "LOGIN_ADDRESS_LOCK_AFTER": 100}
+
+
+def throttled_app(app_factory, **changes):
+    """An application with THROTTLE (and `changes`) on a clock that moves only when told."""
+    clock = ManualClock()
+    return app_factory(**{**THROTTLE, **changes}, CLOCK=clock), clock
 
 
 def attempt(app, username, password, address="10.0.0.1") -> tuple[int, str]:
@@ -427,85 +437,80 @@ def attempt(app, username, password, address="10.0.0.1") -> tuple[int, str]:
     return response.status_code, response.get_data(as_text=True)
 
 
-def let_time_pass(app, seconds: float) -> None:
-    """Move every failure (and lock) back in time instead of waiting."""
+def counter(app, scope: str, username: str, address: str = "10.0.0.1") -> LoginFailures | None:
+    """The counter row of `scope` for an attempt on `username` from `address`."""
     with app.app_context():
-        delta = timedelta(seconds=seconds)
-        for row in db.session.scalars(select(LoginFailures)):
-            row.last_failure_at -= delta
-            if row.locked_until:
-                row.locked_until -= delta
-        db.session.commit()
+        row = db.session.get(LoginFailures, throttle_keys(username, address)[scope])
+        db.session.expunge_all()
+        return row
 
 
 @pytest.mark.parametrize("username", ["worker", "nobody-of-that-name"])
 def test_failures_slow_down_then_lock_an_account(app_factory, username):
-    app = app_factory(**THROTTLE)
-    add_user(app)
+    app, clock = throttled_app(app_factory)
+    user_id = add_user(app)
     for _ in range(2):
         assert "Invalid username or password." in attempt(app, username, "wrong-password")[1]
     # Too soon after the second failure: refused without even checking the password.
-    status, page = attempt(app, "worker" if username == "worker" else username, USER_PASSWORD)
+    status, page = attempt(app, username, USER_PASSWORD)
     assert status == 200 and "Too many failed logins. Wait 1 second and try again." in page
-    let_time_pass(app, 2)
+    clock.advance(seconds=1)
     assert "Invalid username or password." in attempt(app, username, "wrong-password")[1]
     assert "Wait 2 seconds" in attempt(app, username, "wrong-password")[1]
-    let_time_pass(app, 3)
+    clock.advance(seconds=2)
     assert "Invalid username or password." in attempt(app, username, "wrong-password")[1]
     status, page = attempt(app, username, USER_PASSWORD)
     assert "Too many failed logins. Try again in 15 minutes, or ask an administrator." in page
     with app.app_context():
         event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "login_locked"))
-        assert event.detail["key"] == f"account:{username}" and event.address == "10.0.0.1"
-    let_time_pass(app, 15 * 60)
+        assert event.detail == {"scope": ACCOUNT_ADDRESS, "failures": 4, "minutes": 15}
+        assert event.address == "10.0.0.1"
+        assert event.user_id == (user_id if username == "worker" else None)
+    clock.advance(minutes=14, seconds=59)
+    assert "Try again in 1 minute," in attempt(app, username, USER_PASSWORD)[1]
+    clock.advance(seconds=1)
     if username == "worker":
         assert attempt(app, "worker", USER_PASSWORD)[0] == 302  # the lock ran out
-        with app.app_context():
-            assert db.session.get(LoginFailures, "account:worker") is None  # and is forgotten
-
-
-def test_a_locked_account_is_locked_from_every_address(app_factory):
-    app = app_factory(**THROTTLE)
-    add_user(app)
-    for n in range(4):
-        attempt(app, "worker", "wrong-password", address=f"10.0.0.{n}")
-        let_time_pass(app, 61)
-    assert "Try again in" in attempt(app, "worker", USER_PASSWORD, address="10.9.9.9")[1]
+        row = counter(app, ACCOUNT_ADDRESS, "worker")
+        assert (row.failures, row.locked_until, row.last_success_at) == (0, None, clock.now())
 
 
 def test_failures_from_one_address_lock_it_for_every_account(app_factory):
-    app = app_factory(**{**THROTTLE, "LOGIN_ADDRESS_SLOWDOWN_AFTER": 3,
-                         "LOGIN_ADDRESS_LOCK_AFTER": 5})
+    app, clock = throttled_app(app_factory, LOGIN_ADDRESS_SLOWDOWN_AFTER=3,
+                               LOGIN_ADDRESS_LOCK_AFTER=5)
     add_user(app)
     for n in range(3):
         attempt(app, f"guess{n}", "wrong-password", address="10.6.6.6")
     assert "Wait 1 second" in attempt(app, "worker", USER_PASSWORD, address="10.6.6.6")[1]
     for n in range(3, 5):
-        let_time_pass(app, 61)
+        clock.advance(seconds=61)
         attempt(app, f"guess{n}", "wrong-password", address="10.6.6.6")
     assert "Try again in 15 minutes" in attempt(app, "worker", USER_PASSWORD,
                                                 address="10.6.6.6")[1]
     assert attempt(app, "worker", USER_PASSWORD, address="10.7.7.7")[0] == 302
 
 
-def test_a_success_clears_the_account_counter_not_the_address_one(app_factory):
-    app = app_factory(**THROTTLE)
+def test_a_success_clears_its_address_on_the_account_and_takes_back_its_own_count(app_factory):
+    app, _ = throttled_app(app_factory)
     add_user(app)
     attempt(app, "worker", "wrong-password")
     assert attempt(app, "worker", USER_PASSWORD)[0] == 302
-    with app.app_context():
-        assert db.session.get(LoginFailures, "account:worker") is None
-        assert db.session.get(LoginFailures, "address:10.0.0.1").failures == 1
+    assert counter(app, ACCOUNT_ADDRESS, "worker").failures == 0
+    assert counter(app, ACCOUNT, "worker").failures == 0  # this address no longer fails on it
+    # The address keeps its failure (a valid login does not reset a guessing address), but
+    # not the count of the correct attempt.
+    assert counter(app, ADDRESS, "worker").failures == 1
 
 
 def test_the_client_address_comes_from_trusted_proxies_only(app_factory):
-    app = app_factory(**{**THROTTLE, "TRUSTED_PROXIES": 1})
+    app, _ = throttled_app(app_factory, TRUSTED_PROXIES=1)
     app.test_client().post("/login", data={"username": "x", "password": "wrong-password"},
                            headers={"X-Forwarded-For": "192.0.2.7"},
                            environ_base={"REMOTE_ADDR": "127.0.0.1"})
     with app.app_context():
         keys = set(db.session.scalars(select(LoginFailures.key)))
-    assert keys == {"account:x", "address:192.0.2.7"}
+        assert keys == set(throttle_keys("x", "192.0.2.7").values())
+        assert "address:192.0.2.7" in keys
 
 
 # ----- re-hashing --------------------------------------------------------------------------------

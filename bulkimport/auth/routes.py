@@ -11,6 +11,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from ..extensions import db
 from ..login import change_password as change_user_password
 from ..login import log_in, temporary_password_notice
+from ..login_sessions import TOKEN_KEY, end_session, open_session
 from ..mailing.languages import languages
 from ..password_policy import load_policy, rules_in_force
 from ..web import form_status, wants_json
@@ -64,11 +65,12 @@ def login():
     if form.validate_on_submit():
         result = log_in(db.session, form.username.data, form.password.data,
                         request.remote_addr)
-        db.session.commit()  # failures, a promoted invitation password, a re-hash
+        token = _open_session(result.user) if result.user is not None else None
+        db.session.commit()  # failures, audit events, a promoted invitation password, a re-hash
         if result.user is None:
             flash(result.message, "danger")
         else:
-            _start_session(result.user)
+            _remember(result.user, token)
             notice = temporary_password_notice(result.user)
             if notice:
                 flash(notice, "warning")
@@ -81,7 +83,10 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    """Log out (POST only, with a CSRF token, so that a link cannot log anyone out)."""
+    """Log out (POST only, with a CSRF token, so that a link cannot log anyone out); the
+    session ends on the server too, so that a copy of the cookie opens nothing."""
+    end_session(db.session, session.get(TOKEN_KEY))
+    db.session.commit()
     logout_user()
     session.clear()
     flash("You have been logged out.", "info")
@@ -131,15 +136,15 @@ def change_password():
     if form.validate_on_submit():
         user = current_user._get_current_object()
         problems = change_user_password(db.session, user, form.current_password.data,
-                                   form.new_password.data, form.confirm_password.data,
-                                   request.remote_addr)
+                                        form.new_password.data, form.confirm_password.data,
+                                        request.remote_addr)
+        token = None if problems else _open_session(user)
+        db.session.commit()  # the change, or a counted failure and its audit event
         if not problems:
-            db.session.commit()
-            _start_session(user)
+            _remember(user, token)
             flash("Your password has been changed. Other sessions of your account have ended.",
                   "success")
             return redirect(_safe_next(request.args.get("next")) or url_for("auth.home"))
-        db.session.rollback()
         for name, messages in problems.items():
             form[name].errors = list(messages)
     rules = rules_in_force(load_policy(db.session))
@@ -147,9 +152,15 @@ def change_password():
                            rules=rules), form_status(form)
 
 
-def _start_session(user) -> None:
-    """A fresh session for `user`: nothing carried over from before, a new session cookie."""
+def _open_session(user) -> str:
+    """A new server-side session for `user` (the browser's previous one ends): its token."""
+    return open_session(db.session, user, request.remote_addr, replacing=session.get(TOKEN_KEY))
+
+
+def _remember(user, token: str) -> None:
+    """Give the browser a fresh cookie for the session `token`: nothing carried over."""
     session.clear()
+    session[TOKEN_KEY] = token
     login_user(user)
 
 

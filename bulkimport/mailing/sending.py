@@ -25,6 +25,7 @@ from sqlalchemy import or_, select, update
 
 from ..audit_trail import record_event
 from ..extensions import db
+from ..login_sessions import end_sessions_of
 from ..models import Invitation, SystemState, utcnow
 from ..password_policy import generate_password, load_policy
 from ..security import hash_password
@@ -376,7 +377,8 @@ def resend(invitation_ids: list[int] | None = None, *, batch_id: int | None = No
            failed_only: bool = False, actor_id: int | None = None) -> int:
     """Queue invitations again for a new password (the old one stops working once the new
     e-mail is accepted): the given ones, or all failed ones, optionally of one batch, in one
-    set-based statement. Invitations being sent right now are left alone. The caller commits."""
+    set-based statement. Invitations being sent right now are left alone. Every session of
+    their users ends: the password that opened them is being replaced. The caller commits."""
     now = utcnow()
     query = update(Invitation).where(Invitation.status != Invitation.SENDING)
     if invitation_ids is not None:
@@ -385,12 +387,14 @@ def resend(invitation_ids: list[int] | None = None, *, batch_id: int | None = No
         query = query.where(Invitation.batch_id == batch_id)
     if failed_only:
         query = query.where(Invitation.status == Invitation.FAILED)
-    result = db.session.execute(
+    user_ids = db.session.scalars(
         query.values(status=Invitation.QUEUED, started_at=now, next_attempt_at=now,
                      enqueued_at=None, last_error=None, sent_at=None)
-        .execution_options(synchronize_session=False))
-    if result.rowcount:
-        record_event(db.session, "invitations_resent", actor_id=actor_id, count=result.rowcount,
+        .returning(Invitation.user_id)
+        .execution_options(synchronize_session=False)).all()
+    if user_ids:
+        end_sessions_of(db.session, user_ids)
+        record_event(db.session, "invitations_resent", actor_id=actor_id, count=len(user_ids),
                      batch_id=batch_id, failed_only=failed_only,
                      invitation_ids=(invitation_ids or [])[:100])
-    return result.rowcount
+    return len(user_ids)
