@@ -73,6 +73,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TRUSTED_PROXIES", 0, int,
             "Reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust (1 behind "
             "one nginx); the client address counts failed logins."),
+    Setting("HEALTH_TOKEN", "", str,
+            "Bearer token that lets monitoring see Redis and SMTP on /healthz (anonymous callers "
+            "get liveness only); empty: administrators only."),
     Setting("LOG_LEVEL", "INFO", str, "Logging level of the application logger."),
     Setting("LOG_FORMAT", "text", str,
             "text (readable lines) or json (one JSON object a line, for log collectors)."),
