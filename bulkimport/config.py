@@ -55,6 +55,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATE_ORDER", "DMY", str,
             "How dates with slashes in imported files are read: DMY (31/01/2026) or MDY "
             "(01/31/2026); ISO dates (2026-01-31) always work."),
+    Setting("MAX_COLUMNS", 200, int,
+            "Most columns an uploaded file may have; a wider file is refused, naming the limit."),
+    Setting("MAX_STAGED_BATCHES", 5, int,
+            "Uploads one administrator may keep waiting for review; a new upload discards the "
+            "oldest beyond this."),
     Setting("BATCH_TTL_HOURS", 24, int,
             "Hours a reviewed but unsubmitted upload is kept before it is purged."),
     Setting("BACKGROUND_ROWS", 2000, int,
