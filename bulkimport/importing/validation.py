@@ -40,6 +40,11 @@ FIELD_LABELS = {
 # Fields compared with the stored user to find what an Update changes, in display order.
 COMPARED_FIELDS = ("username", "firstname", "surname", "email", "language",
                    "must_change_password")
+# What a file may not change of an administrator: with them, one administrator could take over
+# another's account (set the password or the reset address, then log in as them).
+ADMIN_CREDENTIALS = frozenset({"username", "email", "password"})
+ADMIN_CHANGE_REFUSED = ("administrators are changed one at a time, by themselves or on their "
+                        "own page.")
 
 _USERNAME = re.compile(r"^[^\W_][\w.@-]*$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")
@@ -273,7 +278,7 @@ def _mark_duplicates(rows: list[RowPlan]) -> None:
 def _existing_users(session: Session, keys: set[str]) -> dict[str, dict[str, Any]]:
     found = {}
     columns = (User.id, User.username_key, User.username, User.firstname, User.surname,
-               User.email, User.language, User.must_change_password)
+               User.email, User.language, User.must_change_password, User.is_admin)
     for condition in matching(session, User.username_key, keys):
         for row in session.execute(select(*columns).where(condition)):
             found[row.username_key] = row._asdict()
@@ -474,4 +479,9 @@ def _decide(row: RowPlan, existing, owners, lookalikes, generate_passwords, secr
             row.changes[name] = [current[name], new]
     if password:
         row.changes["password"] = ["", "(set from the file)"]
+    if current["is_admin"] and ADMIN_CREDENTIALS.intersection(row.changes):
+        row.errors.append(ADMIN_CHANGE_REFUSED)
+        row.action, row.changes = ImportRow.ERROR, {}
+        values.pop("password", None)
+        return
     row.action = ImportRow.UPDATE if row.changes else ImportRow.NOCHANGE
