@@ -44,7 +44,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     csrf.init_app(app)
     bootstrap.init_app(app)
 
-    from . import models, web
+    from . import headers, models, web
     from .auth import bp as auth_bp
     from .cli import register_commands
     from .errors import register_error_pages
@@ -68,6 +68,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(system_bp)
     register_error_pages(app)
     web.init_app(app)
+    headers.init_app(app)
     register_commands(app)
     if not app.config["REDIS_URL"] and not app.testing:
         from .sweep import start_sweeper
