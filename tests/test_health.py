@@ -104,12 +104,20 @@ def test_the_token_gets_the_details_and_concurrent_polls_share_one_check(health_
 
 
 @pytest.mark.parametrize("authorization", [
-    f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", "Bearer ", f"Basic {TOKEN}", TOKEN])
+    f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", "Bearer ", f"bearer {TOKEN.upper()}"])
 def test_a_wrong_token_is_refused_without_touching_the_relay(health_app, relay, authorization):
     _, handler, _ = relay
     response = health_app.test_client().get("/healthz", headers={"Authorization": authorization})
     assert response.status_code == 401
     assert "smtp" not in response.get_data(as_text=True)
+    assert handler.connections == 0
+
+
+@pytest.mark.parametrize("authorization", [f"Basic {TOKEN}", TOKEN, "Negotiate YIIGhgYJKoZI"])
+def test_other_authorization_schemes_get_liveness_only(health_app, relay, authorization):
+    _, handler, _ = relay
+    response = health_app.test_client().get("/healthz", headers={"Authorization": authorization})
+    assert response.status_code == 200 and set(response.get_json()["checks"]) == {"database"}
     assert handler.connections == 0
 
 

@@ -46,10 +46,10 @@ def healthz():
     callers with the health token (`Authorization: Bearer …`) also get Redis and SMTP."""
     from ..health import health, token_matches
 
+    # Other schemes (an intranet proxy's Negotiate or Basic) are not ours to judge: ignored.
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if scheme:
-        if scheme.lower() != "bearer" or not token_matches(presented.strip(),
-                                                           current_app.config["HEALTH_TOKEN"]):
+    if scheme.lower() == "bearer":
+        if not token_matches(presented.strip(), current_app.config["HEALTH_TOKEN"]):
             return ({"error": "invalid_token"}, 401,
                     {"WWW-Authenticate": 'Bearer realm="healthz"'})
         return health(detailed=True)
