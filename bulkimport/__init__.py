@@ -47,7 +47,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     mail.init_app(app)
     send_rate_limit.init_app(app)
 
-    from . import web
+    from . import headers, web
     from .auth import bp as auth_bp
     from .cli import register_commands
     from .errors import register_error_pages
@@ -69,6 +69,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(system_bp)
     register_error_pages(app)
     web.init_app(app)
+    headers.init_app(app)
     register_commands(app)
     if not app.config["REDIS_URL"] and not app.testing:
         from .sweep import start_sweeper

@@ -55,6 +55,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATE_ORDER", "DMY", str,
             "How dates with slashes in imported files are read: DMY (31/01/2026) or MDY "
             "(01/31/2026); ISO dates (2026-01-31) always work."),
+    Setting("MAX_COLUMNS", 200, int,
+            "Most columns an uploaded file may have; a wider file is refused, naming the limit."),
+    Setting("MAX_STAGED_BATCHES", 5, int,
+            "Uploads one administrator may keep waiting for review; a new upload discards the "
+            "oldest beyond this."),
     Setting("BATCH_TTL_HOURS", 24, int,
             "Hours a reviewed but unsubmitted upload is kept before it is purged."),
     Setting("BACKGROUND_ROWS", 2000, int,
@@ -84,6 +89,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TRUSTED_PROXIES", 0, int,
             "Reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust (1 behind "
             "one nginx); the client address counts failed logins."),
+    Setting("HEALTH_TOKEN", "", str,
+            "Bearer token that lets monitoring see Redis and SMTP on /healthz (anonymous callers "
+            "get liveness only); empty: administrators only."),
     Setting("LOG_LEVEL", "INFO", str, "Logging level of the application logger."),
     Setting("LOG_FORMAT", "text", str,
             "text (readable lines) or json (one JSON object a line, for log collectors)."),

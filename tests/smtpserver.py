@@ -31,6 +31,7 @@ class FaultyHandler:
         self.lock = threading.Lock()
         self.hang_seconds = 5.0
         self.delay = 0.0
+        self.connections = 0  # counted by CountingController (its own start-up probe excluded)
 
     def _next(self, address: str, consume: bool) -> str | None:
         with self.lock:
@@ -96,10 +97,21 @@ class Authenticator:
 
     def __init__(self):
         self.open = False
+        self.logins = 0  # successful AUTH exchanges
 
     def __call__(self, server, session, envelope, mechanism, auth_data):
         ok = self.open and auth_data.login == b"user" and auth_data.password == b"secret"
+        self.logins += ok
         return AuthResult(success=ok, handled=False)  # unhandled: aiosmtpd answers 535
+
+
+class CountingController(Controller):
+    """A Controller that counts the connections its handler is given (aiosmtpd builds one SMTP
+    protocol object per connection)."""
+
+    def factory(self):
+        self.handler.connections += 1
+        return super().factory()
 
 
 def free_port() -> int:
@@ -119,6 +131,7 @@ def start_server(authenticator: Authenticator | None = None, **options):
         # waiting for a second line until the client times out.
         kwargs.update({"authenticator": authenticator, "auth_require_tls": False,
                        "auth_required": True, "auth_exclude_mechanism": ["LOGIN"]})
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **kwargs)
+    controller = CountingController(handler, hostname="127.0.0.1", port=free_port(), **kwargs)
     controller.start()
+    handler.connections = 0  # start() connects once to see that the server answers
     return controller, handler

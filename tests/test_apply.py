@@ -142,9 +142,9 @@ def test_update_changes_only_the_chosen_rows(app, client):
         assert found["jsmith"].firstname == "John"
         assert "mgarcia" not in found  # an Add row left on Skip
     results = client.get(f"/admin/people/import/{batch_id}/results.csv").get_data(as_text=True)
-    assert "2,jsmith,update,updated,Updated: firstname." in results
-    assert "3,apatel,skip,skipped,No change." in results
-    assert "4,mgarcia,skip,skipped,Skipped." in results
+    assert '"2","jsmith","update","updated","Updated: firstname."' in results
+    assert '"3","apatel","skip","skipped","No change."' in results
+    assert '"4","mgarcia","skip","skipped","Skipped."' in results
 
 
 def test_heading_selects_every_page_and_a_changed_radio_wins(app, client):
@@ -330,12 +330,12 @@ def admin_login():
     # a row in error with the right number of fields
     (b"gooduser,Good,User,good@example.com,first-secret-phrase\n"
      b"baduser,Bad,User,not-an-email,second-secret-phrase\n",
-     ["baduser,Bad,User,not-an-email,second-secret-phrase,"]),
+     ['"baduser","Bad","User","not-an-email","second-secret-phrase",']),
     # ragged rows: the password is not in the password column's cell
     (b"jdoe,John,jdoe@example.com,Sup3r-secret-phrase\n"
      b"asmith,Ann,Smith,Jr,ann@example.com,An0ther-secret-phrase\n",
-     ['jdoe,John,jdoe@example.com,Sup3r-secret-phrase,"The row has 4 fields',
-      "asmith,Ann,Smith,Jr,ann@example.com,An0ther-secret-phrase,"]),
+     ['"jdoe","John","jdoe@example.com","Sup3r-secret-phrase","The row has 4 fields',
+      '"asmith","Ann","Smith","Jr","ann@example.com","An0ther-secret-phrase",']),
 ])
 def test_file_passwords_of_rows_in_error_are_not_stored_in_clear(app, client, rows, given_back):
     data = b"username,firstname,surname,email,password\n" + rows

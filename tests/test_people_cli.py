@@ -35,7 +35,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(cli):
     assert result.returncode == 0, result.stderr
     assert "users.csv: 2 rows: 2 to add, 0 to update, 0 unchanged, 0 in error." in result.stdout
     assert "Dry run: nothing was written." in result.stdout
-    assert cli("people", "export", "--columns", "username").stdout == "\ufeffusername\nboss\n"
+    assert cli("people", "export", "--columns", "username").stdout == '\ufeff"username"\n"boss"\n'
 
 
 def test_import_applies_and_writes_results_then_export_reads_back(cli, tmp_path):
@@ -48,7 +48,7 @@ def test_import_applies_and_writes_results_then_export_reads_back(cli, tmp_path)
                      ["2", "ann", "add", "added", "Added."], ["3", "bob", "add", "added", "Added."]]
     assert "correct-horse" not in results.read_text()
     exported = cli("people", "export", "--search", "ann", "--columns", "username,email")
-    assert exported.stdout == "\ufeffusername,email\nann,ann@example.com\n"
+    assert exported.stdout == '\ufeff"username","email"\n"ann","ann@example.com"\n'
     out = tmp_path / "all.csv"
     assert cli("people", "export", "-o", str(out)).returncode == 0
     again = cli("people", "import", "--dry-run", str(out))
@@ -61,7 +61,7 @@ def test_rows_in_error_write_nothing_and_exit_1(cli):
     assert result.returncode == 1
     assert "Line 4: surname is missing." in result.stderr
     assert "Nothing was written: 1 row is in error." in result.stderr
-    assert cli("people", "export", "--columns", "username").stdout == "\ufeffusername\nboss\n"
+    assert cli("people", "export", "--columns", "username").stdout == '\ufeff"username"\n"boss"\n'
 
 
 def test_an_unusable_file_exits_1(cli):

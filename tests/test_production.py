@@ -22,13 +22,16 @@ from bulkimport.logs import JSONFormatter
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "healthz-secret-key-4471"
+HEALTH_TOKEN = "healthz-token-5582-monitoring"
 
 
 def health_of(app_factory, **config):
-    app = app_factory(SECRET_KEY=SECRET, **config)
-    response = app.test_client().get("/healthz")
+    """/healthz with the details that monitoring's token gets (see test_health.py)."""
+    app = app_factory(SECRET_KEY=SECRET, HEALTH_TOKEN=HEALTH_TOKEN, **config)
+    response = app.test_client().get("/healthz",
+                                     headers={"Authorization": f"Bearer {HEALTH_TOKEN}"})
     body = response.get_data(as_text=True)
-    for secret in (SECRET, app.config["SQLALCHEMY_DATABASE_URI"], "password"):
+    for secret in (SECRET, HEALTH_TOKEN, app.config["SQLALCHEMY_DATABASE_URI"], "password"):
         assert secret not in body
     return response.status_code, response.get_json()
 

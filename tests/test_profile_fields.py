@@ -321,8 +321,8 @@ def test_blank_template_gives_the_headings_only(app, client):
     new_field(client, "department", "choice", options=("Finance",))
     response = client.get("/admin/people/export", query_string={"blank": "1"})
     text = response.get_data().decode("utf-8-sig")
-    assert text == ("username,firstname,surname,email,language,Change password next time,"
-                    "department\r\n")
+    assert text == ('"username","firstname","surname","email","language",'
+                    '"Change password next time","department"\r\n')
     assert "Download blank template" in client.get("/admin/people/import").get_data(as_text=True)
 
 

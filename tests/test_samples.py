@@ -155,14 +155,15 @@ def test_with_errors_names_every_bad_line_and_writes_nothing_for_them(app, clien
         assert row, f"line {line} is not shown as an error"
         assert message in row.group(1).replace("&#34;", '"')
     errors_csv = client.get(f"/admin/people/import/{batch_id}/errors.csv").get_data(as_text=True)
-    assert errors_csv.splitlines()[0] == "\ufeffusername,firstname,surname,email,error"
+    assert errors_csv.splitlines()[0] == '\ufeff"username","firstname","surname","email","error"'
     assert len(errors_csv.splitlines()) == 10
-    assert 'toomany,Too,Many,too.many@example.com,extra,"The row has 5 fields' in errors_csv
+    assert ('"toomany","Too","Many","too.many@example.com","extra","The row has 5 fields'
+            in errors_csv)
 
     choose_all(client, batch_id, "add")
     assert set(users(app)) == {"goodrow"}
     results = client.get(f"/admin/people/import/{batch_id}/results.csv").get_data(as_text=True)
     lines = results.splitlines()
-    assert lines[1] == "2,goodrow,add,added,Added; invitation queued."
-    assert lines[2].startswith("3,noemail,error,error,email is missing.")
+    assert lines[1] == '"2","goodrow","add","added","Added; invitation queued."'
+    assert lines[2].startswith('"3","noemail","error","error","email is missing.')
     assert len(lines) == 11

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, render_template, request, session, url_for
+from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..extensions import db
@@ -43,10 +43,20 @@ def hold_flagged_users():
 
 @bp.get("/healthz")
 def healthz():
-    """Database, Redis and SMTP reachability as JSON: 200 when all are fine, else 503."""
-    from ..health import health
+    """Liveness as JSON (200, or 503 when the database cannot be reached); administrators and
+    callers with the health token (`Authorization: Bearer …`) also get Redis and SMTP."""
+    from ..health import health, token_matches
 
-    return health()
+    # Other schemes (an intranet proxy's Negotiate or Basic) are not ours to judge: ignored.
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        if not token_matches(presented.strip(), current_app.config["HEALTH_TOKEN"]):
+            return ({"error": "invalid_token"}, 401,
+                    {"WWW-Authenticate": 'Bearer realm="healthz"'})
+        return health(detailed=True)
+    administrator = (current_user.is_authenticated and current_user.is_admin
+                     and not current_user.must_change_password)
+    return health(detailed=administrator)
 
 
 @bp.get("/")

@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 
 from ..columns import HEADING_ALIASES, REQUIRED, normalise_heading
 
+# Most columns a file may have (BULKIMPORT_MAX_COLUMNS): every column costs every page that shows
+# the batch, and a 1.5 MB file of 200,000 columns made a 30 MB review page.
+MAX_COLUMNS = 200
+
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
 
 ENCODING_NAMES = {
@@ -100,9 +104,11 @@ def read_table(
     delimiter: str | None = None,
     fallbacks: tuple[str, ...] | list[str] = ("cp1252",),
     custom_fields: Iterable[str] = (),
+    max_columns: int = MAX_COLUMNS,
 ) -> Table:
     """Parse an uploaded file; `encoding` and `delimiter` override detection when given.
-    `custom_fields` are the symbolic names of the profile fields a heading may name."""
+    `custom_fields` are the symbolic names of the profile fields a heading may name; a line with
+    more than `max_columns` fields refuses the file."""
     _refuse_binary(data, encoding)
     text, used_encoding = decode(data, encoding, fallbacks)
     if not text.strip():
@@ -118,11 +124,13 @@ def read_table(
     while headings[-1] == "":  # Excel keeps empty columns that once held formatting
         headings.pop()
     width = len(headings)
+    _refuse_too_wide(width, 1, max_columns)
     fields = map_headings(headings, custom_fields)
     table = Table(used_encoding, used_delimiter, headings, fields)
     for record in rows:
         if len(record.cells) > width and not any(c.strip() for c in record.cells[width:]):
             record.cells = record.cells[:width]  # empty cells of those empty columns
+        _refuse_too_wide(len(record.cells), record.line, max_columns)
         if any(cell.strip() for cell in record.cells):
             table.records.append(record)
         else:
@@ -130,6 +138,16 @@ def read_table(
     if not table.records:
         raise FileProblem("The file has a heading line but no user rows.", 2)
     return table
+
+
+def _refuse_too_wide(count: int, line: int, max_columns: int) -> None:
+    """Raise FileProblem when a line has more fields than a file may have columns."""
+    if count > max_columns:
+        what = "the heading line has {:,} columns" if line == 1 else "the line has {:,} fields"
+        raise FileProblem(
+            f"Line {line}: {what.format(count)}; at most {max_columns:,} columns are "
+            "accepted (BULKIMPORT_MAX_COLUMNS). Remove the columns that are not needed, or "
+            "check the delimiter under Advanced.", line)
 
 
 def map_headings(headings: list[str], custom_fields: Iterable[str] = ()) -> list[str | None]:

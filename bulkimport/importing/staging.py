@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from ..models import ImportBatch, ImportRow, utcnow
 from ..profile import active_fields
@@ -55,7 +55,8 @@ def stage_upload(session: Session, owner_id: int, filename: str, data: bytes,
     fields = active_fields(session)
     table = read_table(data, encoding=options.encoding, delimiter=options.delimiter,
                        fallbacks=config["ENCODING_FALLBACKS"],
-                       custom_fields=[f.name for f in fields])
+                       custom_fields=[f.name for f in fields],
+                       max_columns=config["MAX_COLUMNS"])
     plan = plan_table(table, session, generate_passwords=options.generate_passwords,
                       allowed_domains=config["ALLOWED_EMAIL_DOMAINS"],
                       secret_key=config["SECRET_KEY"], clear_empty=options.clear_empty,
@@ -123,6 +124,20 @@ def purge_expired(session: Session) -> int:
         _expire(session, batch)
         count += 1
     return count
+
+
+def discard_surplus_batches(session: Session, owner_id: int, keep: int) -> list[ImportBatch]:
+    """Expire the open batches of `owner_id` beyond the newest `keep`, deleting their staged
+    rows, and return them (oldest first). An administrator who uploads again has moved on from
+    their oldest draft; refusing the new file instead would leave them hunting for old ones."""
+    surplus = list(session.scalars(
+        select(ImportBatch).options(defer(ImportBatch.columns, raiseload=True))
+        .where(ImportBatch.owner_id == owner_id,
+               ImportBatch.status.in_((ImportBatch.STAGED, ImportBatch.FAILED)))
+        .order_by(ImportBatch.id.desc()).offset(max(keep, 1))))
+    for batch in surplus:
+        _expire(session, batch)
+    return surplus[::-1]
 
 
 def _expire(session: Session, batch: ImportBatch) -> None:

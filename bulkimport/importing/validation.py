@@ -32,6 +32,12 @@ from ..profile import active_fields, parse_value, values_of
 from ..security import seal_password
 from .reader import FileProblem, Table
 
+# What a file may not change of an administrator: with them, one administrator could take over
+# another's account (set the password or the reset address, then log in as them).
+ADMIN_CREDENTIALS = frozenset({"username", "email", "password"})
+ADMIN_CHANGE_REFUSED = ("administrators are changed one at a time, by themselves or on their "
+                        "own page.")
+
 
 @dataclass(slots=True)
 class RowPlan:
@@ -167,7 +173,7 @@ def _mark_duplicates(rows: list[RowPlan]) -> None:
 def _existing_users(session: Session, keys: set[str]) -> dict[str, dict[str, Any]]:
     found = {}
     columns = (User.id, User.username_key, User.username, User.firstname, User.surname,
-               User.email, User.language, User.must_change_password)
+               User.email, User.language, User.must_change_password, User.is_admin)
     for condition in matching(session, User.username_key, keys):
         for row in session.execute(select(*columns).where(condition)):
             found[row.username_key] = row._asdict()
@@ -368,4 +374,9 @@ def _decide(row: RowPlan, existing, owners, lookalikes, generate_passwords, secr
             row.changes[name] = [current[name], new]
     if password:
         row.changes["password"] = ["", "(set from the file)"]
+    if current["is_admin"] and ADMIN_CREDENTIALS.intersection(row.changes):
+        row.errors.append(ADMIN_CHANGE_REFUSED)
+        row.action, row.changes = ImportRow.ERROR, {}
+        values.pop("password", None)
+        return
     row.action = ImportRow.UPDATE if row.changes else ImportRow.NOCHANGE

@@ -8,6 +8,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from ..extensions import db
+from ..headers import csp_allows
 from ..mailing import sending
 from ..mailing.languages import (
     NOTIFICATIONS,
@@ -98,6 +99,9 @@ def _language_and_name(code: str, name: str) -> tuple[Language, str]:
 
 
 @bp.route("/<code>/templates/<name>", methods=["GET", "POST"])
+# The preview's srcdoc frame inherits this page's policy: e-mails carry inline styles (and may
+# show a logo from the intranet); the frame is sandboxed, so nothing in it can run.
+@csp_allows(style_src="'unsafe-inline'", img_src="https:")
 def edit_template(code: str, name: str):
     """Edit Notification Template: save (checked first), preview, send a test e-mail, reset."""
     language, name = _language_and_name(code, name)

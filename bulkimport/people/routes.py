@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import (
     abort,
+    current_app,
     flash,
     redirect,
     render_template,
@@ -23,6 +24,7 @@ from ..importing.staging import (
     BatchClosed,
     UploadOptions,
     choice_counts,
+    discard_surplus_batches,
     expire_if_due,
     heading_states,
     owned_batch,
@@ -76,7 +78,14 @@ def upload():
             db.session.rollback()
             form.file.errors.append(problem.message)
             return render_template("people/upload.html", form=form), form_status(form)
+        keep = current_app.config["MAX_STAGED_BATCHES"]
+        discarded = [(old.filename, old.id) for old in
+                     discard_surplus_batches(db.session, current_user.id, keep)]
         db.session.commit()
+        for filename, old_id in discarded:
+            flash(f"Your unsubmitted upload “{filename}” (#{old_id}) was discarded: at most "
+                  f"{keep} uploads wait for review per administrator. Upload it again if you "
+                  "still need it.", "warning")
         return redirect(url_for(".review", batch_id=batch.id))
     return render_template("people/upload.html", form=form), form_status(form)
 
