@@ -270,3 +270,12 @@ def test_the_worker_refuses_a_stored_bomb_and_fails_only_that_invitation(editor)
         assert invitation.status == Invitation.FAILED
         assert LINE_2 in invitation.last_error
     assert eml_files(app) == []
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "1e3", "-1", "99999999999", "9" * 5000, " 1"])
+def test_a_malformed_compare_parameter_shows_the_page(editor, value):
+    """`?compare=²`: str.isdigit() said yes and int() said no (a 500)."""
+    _, client = editor
+    response = client.get(EDIT, query_string={"compare": value})
+    assert response.status_code == 200
+    assert "Edit Notification Template" in response.get_data(as_text=True)
