@@ -3,7 +3,9 @@
 test e-mail, the worker), and whatever passes renders within 1 s and 50 MB for any user data.
 
 Bombs that froze the process before the fix run in a child process with a timeout, so that a
-regression fails this test instead of freezing the test run.
+regression fails this test instead of freezing the test run. The limits are asserted on the
+child's own figures: CPU time (the machine running the tests may be busy; wall time is bounded
+too, more loosely) and the peak that tracemalloc saw.
 """
 
 from __future__ import annotations
@@ -86,6 +88,11 @@ HEAVY = {
     + "".join(f"{{% set k{i} = v8[{i}:] %}}" for i in range(60)) + "{{ k59|length }}",
     "slices-in-a-list": "{% set v0 = firstname ~ firstname[:136] %}" + doubled("v0", "v", 8)
     + "{% set kept = [" + ", ".join(f"v8[{i}:]" for i in range(150)) + "] %}{{ kept|length }}",
+    "long-concat": doubled("firstname", "v", 8) + "{{ (" + " ~ ".join(["v8"] * 400)
+    + ")|length }}",
+    "list-as-text": doubled("firstname", "v", 8) + "{{ [" + ", ".join(["v8"] * 400)
+    + "]|upper|length }}",
+    "printed-list": doubled("firstname", "v", 8) + "{{ [" + ", ".join(["v8"] * 400) + "] }}",
     "nested-loops": "{% for a in firstname[:2] %}" * 10 + "{{ surname }}"
     + "{% endfor %}" * 10,
     "static-text-in-loops": "{% for a in username %}{% for b in email %}"
@@ -161,11 +168,12 @@ def test_a_reported_bomb_is_refused_in_the_worker_and_at_save_quickly(name):
     firstname = "Mallory" if "mallory" in name else "Jane" * 60
     [result] = render_isolated([{"name": name, "template": subject_only(source), "check": True,
                                  "context": context_of(firstname, "\U0001F600" * 254)}],
-                               timeout=10)
+                               timeout=60)
     assert result["outcome"].startswith("refused: subject"), result
     assert message in result["outcome"]
     assert any(message in problem for problem in result["check"]), result["check"]
-    assert result["seconds"] < MAX_SECONDS and result["mib"] < MAX_MIB, result
+    assert result["cpu"] < MAX_SECONDS and result["seconds"] < 3 * MAX_SECONDS, result
+    assert result["mib"] < MAX_MIB, result
 
 
 @pytest.mark.parametrize("name", HEAVY)
@@ -181,10 +189,9 @@ def test_what_the_subset_allows_stays_within_1_s_and_50_mb_for_any_user(name):
     cases = [{"name": f"{name}/{kind}", "template": template, "check": False,
               "context": context_of(value, value if kind != "mallory" else "W" * 254)}
              for kind, value in HOSTILE.items()]
-    for result in render_isolated(cases, timeout=60):
+    for result in render_isolated(cases, timeout=120):
         assert result["outcome"] == "rendered" or "refused: subject: " in result["outcome"], \
             result
-        # CPU time: the machine running the tests may be busy; the wall time stays bounded too
         assert result["cpu"] < MAX_SECONDS and result["seconds"] < 3 * MAX_SECONDS, result
         assert result["mib"] < MAX_MIB, result
 

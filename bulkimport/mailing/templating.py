@@ -27,6 +27,7 @@ from jinja2.parser import Parser
 from jinja2.runtime import LoopContext, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
+from markupsafe import soft_str
 
 INVITATION = "panels.peopleadmin_edituser.new_user_email_notification"
 MAX_OUTPUT_CHARS = 100_000
@@ -116,6 +117,10 @@ ALLOWED_ATTRIBUTES: dict[type, frozenset[str]] = {str: SAFE_STR_METHODS,
 ALLOWED_FILTERS = ("upper", "lower", "title", "capitalize", "default", "d", "escape", "e",
                    "length", "count", "first", "last", "truncate", "wordcount", "striptags",
                    "int", "string", "urlencode")
+# Filters and tests that never turn a list into text (join checks its items itself).
+WHOLE_VALUE_FILTERS = frozenset({"default", "d", "length", "count", "first", "last", "int",
+                                 "join"})
+TEXT_TESTS = frozenset({"lower", "upper"})
 ALLOWED_TESTS = ("defined", "undefined", "none", "true", "false", "boolean", "string", "number",
                  "integer", "lower", "upper", "eq", "equalto", "==", "ne", "!=", "lt", "<",
                  "le", "<=", "gt", ">", "ge", ">=", "in")
@@ -144,6 +149,8 @@ ARITHMETIC = (nodes.Add, nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.
 
 @dataclass
 class _Budget:
+    """What one render (its three parts) has spent, and until when it may run."""
+
     deadline: float
     iterations: int = 0
     work: int = 0
@@ -174,6 +181,7 @@ def _spend(iterations: int = 0, chars: int = 0) -> None:
 
 
 def _check_size(value):
+    """`value`, unless it is text or a list longer than MAX_OUTPUT_CHARS."""
     if isinstance(value, (str, list, tuple)) and len(value) > MAX_OUTPUT_CHARS:
         raise RenderError("the template builds a value that is too large")
     return value
@@ -201,17 +209,45 @@ def _guarded_iter(iterable, static_chars: int = 0):
         yield item
 
 
+def _text_size(value) -> int:
+    """At least len(str(value)), computed without building it: str() of a list repeats the text
+    of every item (as repr, which escapes a character in up to ten)."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, (list, tuple)):
+        return 2 + sum(4 + (10 * len(item) if isinstance(item, str) else _text_size(item))
+                       for item in value)
+    return 0  # numbers, booleans, None, undefined: short, or str() refuses them
+
+
+def _check_text_size(value) -> None:
+    """Refuse `value` before it is turned into text when that text would be too large (a list
+    of 400 items of 65,000 characters is small; its text, 26 million characters, is not)."""
+    if isinstance(value, (list, tuple)) and _text_size(value) > MAX_OUTPUT_CHARS:
+        raise RenderError("the template builds a value that is too large")
+
+
 def _finalize(value):
     """Every printed value passes here (also inside set blocks): pay for it."""
     if value is not None and not isinstance(value, (bool, int, float)):
+        _check_text_size(value)
         _spend(chars=len(str(value)))
     return value
 
 
 @pass_eval_context
 def _capped_concat(eval_ctx, items):
-    """`a ~ b`, escaping like Jinja's own concatenation, refused when too large."""
-    return _charge((markup_join if eval_ctx.autoescape else str_join)(items))
+    """`a ~ b`, escaping like Jinja's own concatenation, refused before the joined text exists
+    when it would be too large (escaping makes a character up to five)."""
+    for item in items:
+        _check_text_size(item)
+    texts = [soft_str(item) for item in items]
+    escaping = eval_ctx.autoescape and any(hasattr(text, "__html__") for text in texts)
+    size = sum(len(text) * (5 if escaping and not hasattr(text, "__html__") else 1)
+               for text in texts)
+    if size > MAX_OUTPUT_CHARS:
+        raise RenderError("the template builds a value that is too large")
+    return _charge((markup_join if eval_ctx.autoescape else str_join)(texts))
 
 
 def _metered_value(value):
@@ -221,6 +257,7 @@ def _metered_value(value):
 
 
 def _safe_replace(value, old, new, count=None):
+    """Jinja's replace, refused before the new text exists when it would be too large."""
     value, old, new = str(value), str(old), str(new)
     times = value.count(old) if old else len(value) + 1
     if count is not None:
@@ -231,6 +268,9 @@ def _safe_replace(value, old, new, count=None):
 
 
 def _safe_join(value, separator=""):
+    """Jinja's join, refused before the joined text exists when it would be too large."""
+    for item in value:
+        _check_text_size(item)
     items = [str(item) for item in value]
     if sum(map(len, items)) + len(separator) * max(len(items) - 1, 0) > MAX_OUTPUT_CHARS:
         raise RenderError("the template builds a value that is too large")
@@ -238,27 +278,36 @@ def _safe_join(value, separator=""):
 
 
 def _check_strip_chars(chars) -> None:
+    """Refuse more than MAX_STRIP_CHARS characters to strip: the time is their number times the
+    text's length."""
     if isinstance(chars, str) and len(chars) > MAX_STRIP_CHARS:
         raise RenderError(f"strip and trim take at most {MAX_STRIP_CHARS} characters to "
                           "remove")
 
 
 def _safe_trim(value, chars=None):
+    """Jinja's trim, with at most MAX_STRIP_CHARS characters to remove."""
     _check_strip_chars(chars)
     return str(value).strip(chars)
 
 
-def _metered(function):
+def _metered(function, *, as_text: bool = True):
     """`function` (a filter or test) checking the deadline first and paying for its result;
-    Jinja's pass_environment and similar markers are kept by `wraps`."""
+    Jinja's pass_environment and similar markers are kept by `wraps`. When `as_text`, the
+    function may turn its arguments into text: lists whose text would be too large are refused
+    first."""
     @wraps(function)
     def metered(*args, **kwargs):
         _spend()
+        if as_text:
+            for argument in (*args, *kwargs.values()):
+                _check_text_size(argument)
         return _charge(function(*args, **kwargs))
     return metered
 
 
 def _allowed_attribute(obj, attribute) -> bool:
+    """Whether the allow-list of `obj`'s type has `attribute`."""
     return any(isinstance(obj, kind) and attribute in names
                for kind, names in ALLOWED_ATTRIBUTES.items())
 
@@ -288,7 +337,9 @@ class _CappedSandbox(ImmutableSandboxedEnvironment):
         (`text['format']` would be `text.format`)."""
         if not (isinstance(obj, (str, list, tuple))
                 and isinstance(argument, (int, slice))):
-            return self.unsafe_undefined(obj, str(argument))
+            # the refusal names the item, briefly: it may be a long text or a list
+            shown = argument[:40] if isinstance(argument, str) else type(argument).__name__
+            return self.unsafe_undefined(obj, shown)
         _spend()
         return _charge(super().getitem(obj, argument))
 
@@ -306,7 +357,8 @@ class _CappedSandbox(ImmutableSandboxedEnvironment):
 
     def _parse(self, source, name, filename):
         """Parse within the size limits, refuse what is outside the subset (with every line),
-        then route loops, `~` and comparisons through the budget."""
+        then route loops, `~`, slices and comparisons through the budget. Jinja calls this
+        for every compile, so that no path renders an unchecked template."""
         _check_source_size(self, source, name, filename)
         parser = Parser(self, source, name, filename)
         try:
@@ -452,15 +504,17 @@ def _environment(autoescape: bool) -> ImmutableSandboxedEnvironment:
                          finalize=_finalize)
     env.globals.clear()  # no range, lipsum, cycler, joiner, namespace, dict
     builtin_filters, builtin_tests = env.filters, env.tests
-    env.filters = {name: _metered(builtin_filters[name]) for name in ALLOWED_FILTERS}
+    env.filters = {name: _metered(builtin_filters[name], as_text=name not in WHOLE_VALUE_FILTERS)
+                   for name in ALLOWED_FILTERS}
     for name, function in (("replace", _safe_replace), ("join", _safe_join),
                            ("trim", _safe_trim)):
-        env.filters[name] = _metered(function)
+        env.filters[name] = _metered(function, as_text=name not in WHOLE_VALUE_FILTERS)
     env.filters[GUARD_FILTER] = _guarded_iter
     env.filters[CONCAT_FILTER] = _capped_concat
     env.filters[METER_FILTER] = _metered_value
     env.filters[CHARGE_FILTER] = _charge
-    env.tests = {name: _metered(builtin_tests[name]) for name in ALLOWED_TESTS}
+    env.tests = {name: _metered(builtin_tests[name], as_text=name in TEXT_TESTS)
+                 for name in ALLOWED_TESTS}
     return env
 
 
