@@ -39,6 +39,13 @@ BOMBS: dict[str, tuple[str, str]] = {
                               + "{% endfor %}{% endfor %}{% endset %}{{ big|length }}",
                               "Jane" * 60),
     "round-precision": ("{{ 5|round(-10000000) > 1 }}", "Jane"),
+    "long-concat": (_doubled("firstname", "v", 8) + "{{ (" + " ~ ".join(["v8"] * 400)
+                    + ")|length }}", "\U0001F600" * 254),
+    "list-as-text": (_doubled("firstname", "v", 8) + "{{ [" + ", ".join(["v8"] * 400)
+                     + "]|upper|length }}", "\U0001F600" * 254),
+    "slices-in-a-list": ("{% set v0 = firstname ~ firstname[:136] %}" + _doubled("v0", "v", 8)
+                         + "{% set kept = [" + ", ".join(f"v8[{i}:]" for i in range(150))
+                         + "] %}{{ kept|length }}", "\U0001F600" * 254),
     "default-template-hostile-254": ("", "\U0001F600" * 254),
 }
 
