@@ -162,12 +162,17 @@ REFUSED = {
                "text body, line 1: “import” is not allowed"),
     "from-import": ({"text": "{% from 'macros' import m %}"},
                     "text body, line 1: “from … import” is not allowed"),
-    "render-fails": ({"subject": "{{ firstname.__class__ }}"},
-                     "The test render with sample data failed: subject: SecurityError"),
-    "too-large-for-long-values": ({"text": "{{ (username ~ username) * 300 }}"},
+    "attribute": ({"subject": "{{ firstname.__class__ }}"},
+                  "subject, line 1: “.__class__” is not available"),
+    "arithmetic": ({"text": "Hi\n{{ (username ~ username) * 300 }}"},
+                   "text body, line 2: arithmetic (“*”) is not available"),
+    "render-fails": ({"subject": "{{ firstname[10] }}"},
+                     "The test render with sample data failed: subject: UndefinedError"),
+    "too-large-for-long-values": ({"text": "{% for c in username %}{{ username ~ username }}"
+                                           "{% endfor %}"},
                                   "The test render with the longest values a user can have "
-                                  "failed: text body: the template builds a value that is too "
-                                  "large"),
+                                  "failed: text body: the output is longer than 100000 "
+                                  "characters"),
 }
 
 

@@ -3,6 +3,8 @@ Edit Notification Template page (save, preview, test e-mail, versions, reset).""
 
 from __future__ import annotations
 
+import re
+
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
@@ -34,6 +36,8 @@ from . import bp
 from .forms import DefaultLanguageForm, LanguageForm, RestoreForm, TemplateForm
 
 PASSWORD_MASK = "••••••••••••"
+VERSION_ID = re.compile(r"[0-9]{1,10}")
+MAX_ID = 2**31 - 1
 
 
 @bp.get("")
@@ -191,7 +195,9 @@ def _send_test(template: NotificationTemplate, language: str) -> list[str]:
 
 def _compare(version_id: str | None, current: NotificationTemplate, name: str, language: str):
     """(version, {part: diff lines}) of the version asked for against the template in force."""
-    if not version_id or not version_id.isdigit():
+    # ASCII digits only: str.isdigit() accepts "²", which int() refuses; and no number past the
+    # 32-bit id column, which PostgreSQL would refuse.
+    if not version_id or not VERSION_ID.fullmatch(version_id) or int(version_id) > MAX_ID:
         return None
     version = db.session.get(TemplateVersion, int(version_id))
     if version is None or (version.name, version.language) != (name, language) \
