@@ -21,11 +21,11 @@ import pytest
 from conftest import import_file, login_admin
 from sqlalchemy import select
 
+from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
-from bulkimport.jobs import wait_for_jobs
-from bulkimport.mailing.jobs import sweep
 from bulkimport.mailing.templating import INVITATION
 from bulkimport.models import Invitation, TemplateVersion, User
+from bulkimport.sweep import sweep
 
 EDIT = f"/admin/system/localisation/en/templates/{INVITATION}"
 PROJECT = Path(__file__).resolve().parent.parent
