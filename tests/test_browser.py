@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import ADMIN_PASSWORD, require, sample
+from conftest import ADMIN_PASSWORD, add_users, require, sample
 from smtpserver import start_server
 from werkzeug.serving import make_server
 
@@ -224,19 +224,10 @@ def test_invitations_reach_100_percent_and_the_password_logs_in(mail_live_server
 
 def test_add_and_update_headings_together_select_every_page(app_factory, page):
     from playwright.sync_api import expect
-    from sqlalchemy import insert
-
-    from bulkimport.models import User, fold_key, utcnow
 
     app = app_factory(WTF_CSRF_ENABLED=True)
-    now = utcnow()
-    with app.app_context():
-        db.session.execute(insert(User), [
-            {"username": f"old{i:03d}", "username_key": f"old{i:03d}", "firstname": "Before",
-             "surname": "Old", "email": f"old{i:03d}@example.com",
-             "email_key": fold_key(f"old{i:03d}@example.com"), "created_at": now,
-             "updated_at": now} for i in range(150)])
-        db.session.commit()
+    add_users(app, [{"username": f"old{i:03d}", "firstname": "Before", "surname": "Old",
+                     "email": f"old{i:03d}@example.com"} for i in range(150)])
     lines = ["username,firstname,surname,email"]
     lines += [f"old{i:03d},After,Old,old{i:03d}@example.com" for i in range(150)]
     lines += [f"new{i:03d},New,Person,new{i:03d}@example.com" for i in range(150)]

@@ -19,6 +19,7 @@ from smtpserver import free_port, password_in, start_server
 from sqlalchemy import func, select
 
 from bulkimport.accounts import create_admin
+from bulkimport.clock import SYSTEM_CLOCK
 from bulkimport.extensions import db
 from bulkimport.login import authenticate
 from bulkimport.models import ImportBatch, Invitation, User
@@ -83,7 +84,7 @@ def stack(migrated, tmp_path):
     Redis.from_url(REDIS_URL).flushdb()
     controller, handler = start_server()
     url = migrated("postgresql")
-    app = make_app(url, tmp_path / "instance")
+    app = make_app(url, tmp_path / "instance", CLOCK=SYSTEM_CLOCK)  # beside real processes
     with app.app_context():
         for name in ("boss", "chief"):
             create_admin(db.session, name, f"{name}@example.com", ADMIN_PASSWORD)

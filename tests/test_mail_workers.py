@@ -17,6 +17,7 @@ from smtpserver import start_server
 from sqlalchemy import func, select, text
 from test_mailing import FAULTS, assert_invariant, make_csv
 
+from bulkimport.clock import SYSTEM_CLOCK
 from bulkimport.extensions import db
 from bulkimport.models import Invitation
 
@@ -53,7 +54,8 @@ def setup(app_factory, redis, smtp, tmp_path):
                   "MAIL_TIMEOUT": 1.0, "MAIL_RETRY_SECONDS": 0.2, "MAIL_SWEEP_SECONDS": 0.5,
                   "MAIL_LEASE_SECONDS": 3.0, "MAIL_RATE_PER_MINUTE": 0, "MAIL_CHUNK_SIZE": 5}
         config.update(extra)
-        app = app_factory(**config)
+        # the workers are real processes on the real clock: this application shares their time
+        app = app_factory(**config, CLOCK=SYSTEM_CLOCK)
 
         def start_worker(name: str) -> subprocess.Popen:
             env = {**os.environ, "BULKIMPORT_DATABASE_URL": app.config["DATABASE_URL"],
