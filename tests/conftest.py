@@ -182,6 +182,18 @@ def app(app_factory):
 
 
 @pytest.fixture
+def cli(app):
+    """Run a `flask --app wsgi …` command on `app` in this process (Flask's CLI runner), with
+    `stdin` as its standard input; returns click's Result (exit_code, stdout, stderr)."""
+    runner = app.test_cli_runner()
+
+    def run(*args: str, stdin: str = ""):
+        return runner.invoke(args=list(args), input=stdin, catch_exceptions=False)
+
+    return run
+
+
+@pytest.fixture
 def clock(app_factory) -> ManualClock:
     """The clock of this test's applications: `clock.advance(minutes=5)` lets time pass."""
     return app_factory.clock
