@@ -119,11 +119,12 @@ def migrated(tmp_path_factory, request):
 
 
 def make_app(url: str, instance: Path, **overrides):
-    """An application for tests: fast bcrypt, no CSRF unless asked, its own instance folder, and
-    a ManualClock unless `CLOCK` is given."""
+    """An application for tests: fast bcrypt, no CSRF unless asked, its own instance folder, a
+    ManualClock unless `CLOCK` is given, and no send-rate limit unless one is asked for (the
+    tests of the limit set it; elsewhere its state would tie a test to the ones before it)."""
     config = {"DATABASE_URL": url, "TESTING": True, "WTF_CSRF_ENABLED": False,
               "BCRYPT_ROUNDS": 4, "SECRET_KEY": "test-secret-key", "REDIS_URL": "",
-              "CLOCK": ManualClock()}
+              "CLOCK": ManualClock(), "MAIL_RATE_PER_MINUTE": 0}
     config.update(overrides)
     app = create_app(config)
     app.instance_path = str(instance)

@@ -79,7 +79,11 @@ def page():
     """A fresh Chromium page; the page's script errors and failed requests are collected on
     `page.problems` so that the test can insist there were none."""
     require(os.path.exists(CHROMIUM), "Chromium")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # Assertions poll until they hold; on a busy machine a page may take longer than the
+    # default 5 s to arrive, which is not what these tests are about.
+    expect.set_options(timeout=30_000)
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -220,10 +220,11 @@ def test_redis_down_at_submit_commits_the_users_and_the_invitations_go_out_when_
     invitations wait in the database, and a worker started once Redis is back sends them."""
     build, handler, _ = setup
     app, start_worker = build()
-    from smtpserver import free_port
+    from smtpserver import refusing_port
 
-    app.config["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    import_file(login_admin(app), make_csv(6))
+    with refusing_port() as down:  # Redis is not there
+        app.config["REDIS_URL"] = f"redis://127.0.0.1:{down.getsockname()[1]}/0"
+        import_file(login_admin(app), make_csv(6))
     with app.app_context():
         invitations = list(db.session.scalars(select(Invitation)))
         assert len(invitations) == 6

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 from conftest import import_file, login_admin, sample
-from smtpserver import Authenticator, password_in, start_server
+from smtpserver import Authenticator, password_in, refusing_port, start_server
 from sqlalchemy import select
 
 from bulkimport.background import wait_for_jobs
@@ -36,7 +36,11 @@ def smtp():
 
 
 def mail_config(controller, **extra) -> dict:
-    config = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": controller.port, "MAIL_TIMEOUT": 1.0,
+    """Settings for sending to `controller` (None when `extra` gives the MAIL_PORT)."""
+    # MAIL_TIMEOUT: long enough that a busy machine never times out a healthy exchange, since
+    # the fault tests count attempts; a "hang" lasts longer still.
+    config = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": controller and controller.port,
+              "MAIL_TIMEOUT": 3.0,
               "MAIL_RETRY_SECONDS": 60, "MAIL_RATE_PER_MINUTE": 0, "MAIL_LEASE_SECONDS": 30,
               "BASE_URL": "https://people.example.org", "SITE_NAME": "Example Intranet"}
     config.update(extra)
@@ -117,7 +121,7 @@ FAULTS = {
 
 def test_faults_are_retried_or_failed_and_the_last_password_works(app_factory, smtp):
     controller, handler = smtp
-    handler.hang_seconds = 2.0
+    handler.hang_seconds = 6.0  # twice MAIL_TIMEOUT
     for i, actions in FAULTS.items():
         handler.rules[f"mail{i:03d}@example.com"] = list(actions)
     app = app_factory(**mail_config(controller, MAIL_CHUNK_SIZE=5))
@@ -152,10 +156,9 @@ def test_gives_up_after_the_configured_hours(app_factory, smtp, clock):
 
 
 def test_server_down_defers_and_sends_when_it_returns(app_factory):
-    controller, handler = start_server()
-    port = controller.port
-    controller.stop()
-    app = app_factory(**mail_config(controller, MAIL_PORT=port))
+    down = refusing_port()  # the relay's port while it is down: no other test can take it
+    port = down.getsockname()[1]
+    app = app_factory(**mail_config(None, MAIL_PORT=port))
     client = login_admin(app)
     batch_id = import_file(client, make_csv(4))
     with app.app_context():
@@ -163,10 +166,8 @@ def test_server_down_defers_and_sends_when_it_returns(app_factory):
     wait_for_jobs(app)
     page = client.get(f"/admin/people/import/{batch_id}/invitations").get_data(as_text=True)
     assert "Cannot connect to 127.0.0.1" in page and "connection refused" in page
-    from aiosmtpd.controller import Controller
-
-    back = Controller(handler, hostname="127.0.0.1", port=port)
-    back.start()
+    down.close()
+    back, handler = start_server(port=port)
     try:
         assert drain(app) == {"sent": 4}
         assert_invariant(app, handler)
@@ -436,10 +437,9 @@ def test_killed_after_the_server_accepted_before_the_commit(app_factory, smtp, m
 def test_smtp_down_for_an_hour_on_a_simulated_clock(app_factory, clock):
     """The relay is down for an hour of simulated time: each invitation is retried with doubling
     delays (never given up, never sent twice) and all go out once the relay is back."""
-    controller, handler = start_server()
-    port = controller.port
-    controller.stop()
-    app = app_factory(**mail_config(controller, MAIL_PORT=port, MAIL_RETRY_SECONDS=60.0))
+    down = refusing_port()
+    port = down.getsockname()[1]
+    app = app_factory(**mail_config(None, MAIL_PORT=port, MAIL_RETRY_SECONDS=60.0))
     import_file(login_admin(app), make_csv(4))
     outage_ends = clock.now() + timedelta(hours=1)
 
@@ -466,10 +466,8 @@ def test_smtp_down_for_an_hour_on_a_simulated_clock(app_factory, clock):
         attempts = max(db.session.scalars(select(Invitation.attempts)))
         db.session.remove()
     assert 5 <= attempts <= 8  # 1, 2, 4, 8, 16, 32 minutes of back-off fit in the hour
-    from aiosmtpd.controller import Controller
-
-    back = Controller(handler, hostname="127.0.0.1", port=port)
-    back.start()
+    down.close()
+    back, handler = start_server(port=port)
     try:
         for _ in range(20):  # bounded: each round sends what is due on the simulated clock
             if not next_round():
