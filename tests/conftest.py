@@ -106,7 +106,8 @@ def migrated(tmp_path_factory, request):
     def url_for(backend: str) -> str:
         if backend not in done:
             url = database_url(backend, request, tmp_path_factory)
-            app = create_app({"DATABASE_URL": url, "TESTING": True})
+            app = create_app({"DATABASE_URL": url, "TESTING": True,
+                              "SECRET_KEY": "test-secret-key"})  # no key file in instance/
             with app.app_context():
                 from flask_migrate import upgrade
 
