@@ -10,13 +10,12 @@ import csv
 from pathlib import Path
 
 import pytest
-from conftest import ADMIN_PASSWORD, make_app
+from conftest import ADMIN_PASSWORD, add_user, make_app
 from itsdangerous import URLSafeTimedSerializer
 
 from bulkimport.accounts import create_admin
 from bulkimport.extensions import db
 from bulkimport.models import User
-from bulkimport.security import hash_password
 
 TABLE = Path(__file__).parent / "data" / "authorization.csv"
 ROLES = ("anonymous", "user", "flagged", "admin")
@@ -91,15 +90,14 @@ def matrix_app(backend, migrated, tmp_path):
 def _user_ids(app) -> dict[str, str]:
     """Create the administrator, a user and a flagged user; their session user ids by role."""
     with app.app_context():
-        people = {"admin": create_admin(db.session, "boss", "boss@example.com", ADMIN_PASSWORD)}
-        for role, flagged in (("user", False), ("flagged", True)):
-            user = User(firstname="Role", surname=role, must_change_password=flagged,
-                        password_hash=hash_password("role-user-password", 4))
-            user.set_identity(role, f"{role}@example.com")
-            db.session.add(user)
-            people[role] = user
+        admin = create_admin(db.session, "boss", "boss@example.com", ADMIN_PASSWORD)
         db.session.commit()
-        return {role: person.get_id() for role, person in people.items()}
+        ids = {"admin": admin.id}
+    for role, flagged in (("user", False), ("flagged", True)):
+        ids[role] = add_user(app, role, firstname="Role", surname=role,
+                             password="role-user-password", must_change_password=flagged)
+    with app.app_context():
+        return {role: db.session.get(User, user_id).get_id() for role, user_id in ids.items()}
 
 
 def _client(app, user_id: str | None):

@@ -10,10 +10,9 @@ import re
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import ADMIN_PASSWORD, add_user, batch_id_of, choose_all, table_snapshot, upload
+from conftest import add_user, batch_id_of, choose_all, login_admin, table_snapshot, upload
 from sqlalchemy import select
 
-from bulkimport.accounts import create_admin
 from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
 from bulkimport.models import ImportBatch, ImportRow, User
@@ -367,12 +366,7 @@ def test_existing_user_with_empty_cells_keeps_stored_values(app, client):
 
 def test_allowed_email_domains_let_an_intranet_domain_through(app_factory):
     app = app_factory(ALLOWED_EMAIL_DOMAINS=["corp.local"])
-    with app.app_context():
-        create_admin(db.session, "boss", "boss@example.com", ADMIN_PASSWORD)
-        db.session.commit()
-    client = app.test_client()
-    assert client.post("/login", data={"username": "boss", "password": ADMIN_PASSWORD}
-                       ).status_code == 302
+    client = login_admin(app)
     data = (f"{HEADING}\nann,Ann,Lee,Ann.Lee@Corp.Local\nbob,Bob,Kay,bob@mail.corp.local\n"
             "eve,Eve,Ray,eve@other.local\nzed,Zed,Ray,zed@evilcorp.local\n").encode()
     batch_id = batch_id_of(upload(client, data))
