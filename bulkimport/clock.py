@@ -11,7 +11,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from flask import current_app, has_app_context
+from flask import Flask, current_app, has_app_context
 
 EXTENSION_KEY = "bulkimport.clock"
 
@@ -30,6 +30,10 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         """Wait `seconds` of real time."""
         time.sleep(max(seconds, 0))
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Wait up to `seconds` for `event` (a stop signal); returns whether it was set."""
+        return event.wait(max(seconds, 0))
 
 
 class ManualClock(SystemClock):
@@ -54,6 +58,15 @@ class ManualClock(SystemClock):
         """Advance the clock by `seconds` at once."""
         self.advance(seconds)
 
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Block until the clock has been moved `seconds` on (by someone else: a waiting thread,
+        such as the sweeper, must not move the time of the test) or `event` is set."""
+        until = self.monotonic() + seconds
+        while self.monotonic() < until:
+            if event.wait(0.01):  # checks in real time, since nothing signals an advance
+                return True
+        return event.is_set()
+
     def advance(self, seconds: float = 0, **delta) -> None:
         """Move the clock forward by `seconds` (or by `timedelta` keywords such as minutes=5)."""
         step = timedelta(seconds=seconds, **delta)
@@ -73,10 +86,15 @@ class ManualClock(SystemClock):
 SYSTEM_CLOCK = SystemClock()
 
 
+def clock_of(app: Flask) -> SystemClock:
+    """The clock of `app`, for threads that hold the application but no context (the sweeper)."""
+    return app.extensions.get(EXTENSION_KEY, SYSTEM_CLOCK)
+
+
 def clock() -> SystemClock:
     """The clock of the current application, or the system clock outside one."""
     if has_app_context():
-        return current_app.extensions.get(EXTENSION_KEY, SYSTEM_CLOCK)
+        return clock_of(current_app)
     return SYSTEM_CLOCK
 
 

@@ -11,6 +11,7 @@ import threading
 
 from flask import Flask
 
+from .clock import clock_of
 from .extensions import db
 from .importing.submission import recover_stale_batches
 from .mailing.dispatch import wake
@@ -36,7 +37,8 @@ def sweep() -> None:
 
 
 class Sweeper(threading.Thread):
-    """A daemon thread that sweeps every MAIL_SWEEP_SECONDS, in workers and in `make run`."""
+    """A daemon thread that sweeps every MAIL_SWEEP_SECONDS of the application's clock, in
+    workers and in `make run`."""
 
     def __init__(self, app: Flask):
         super().__init__(name="bulkimport-sweeper", daemon=True)
@@ -46,6 +48,7 @@ class Sweeper(threading.Thread):
     def run(self) -> None:
         """Sweep at once, then at every interval until stopped."""
         interval = self.app.config["MAIL_SWEEP_SECONDS"]
+        timer = clock_of(self.app)
         while not self.stopped.is_set():
             with self.app.app_context():
                 try:
@@ -55,7 +58,7 @@ class Sweeper(threading.Thread):
                     db.session.rollback()
                 finally:
                     db.session.remove()
-            self.stopped.wait(interval)
+            timer.wait(self.stopped, interval)
 
 
 def start_sweeper(app: Flask) -> Sweeper:

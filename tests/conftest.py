@@ -1,8 +1,11 @@
-"""Shared fixtures: an application on each available database, logged-in clients, and helpers
-that walk the import journey through the real HTTP views.
+"""Shared fixtures: an application on each available database, logged-in clients, users written
+straight to the database, and helpers that walk the import journey through the real HTTP views.
 
 Tests run on SQLite always, and on PostgreSQL too when BULKIMPORT_TEST_POSTGRES_URL names a
 server (CI sets it). Under CI=true a missing PostgreSQL, Redis or browser fails instead of skipping.
+Every application of a test reads the same ManualClock (the `clock` fixture): a test moves the
+time with `clock.advance(...)` instead of sleeping or editing timestamps. Only tests that share
+the database with real processes (workers, gunicorn) pass `CLOCK=SYSTEM_CLOCK`.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from sqlalchemy.engine import make_url
 
 from bulkimport import create_app
 from bulkimport.accounts import create_admin
+from bulkimport.clock import ManualClock
 from bulkimport.extensions import db
-from bulkimport.models import User
+from bulkimport.models import User, fold_key
+from bulkimport.security import hash_password
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 DATA = Path(__file__).resolve().parent / "data"
 IN_CI = os.environ.get("CI") == "true"
 POSTGRES_URL = os.environ.get("BULKIMPORT_TEST_POSTGRES_URL", "")
@@ -38,6 +42,7 @@ def _redis_url_of_this_worker(url: str) -> str:
 
 REDIS_URL = _redis_url_of_this_worker(REDIS_URL)
 ADMIN_PASSWORD = "admin-password-for-tests"
+USER_PASSWORD = "plain-user-password"
 
 
 def require(available: bool, what: str) -> None:
@@ -49,9 +54,8 @@ def require(available: bool, what: str) -> None:
 
 
 def sample(name: str) -> bytes:
-    """The bytes of a file of ../shared/samples (tests/data holds a copy for fresh clones)."""
-    path = SAMPLES / name if (SAMPLES / name).exists() else DATA / "samples" / name
-    return path.read_bytes()
+    """The bytes of a sample file committed in tests/data/samples."""
+    return (DATA / "samples" / name).read_bytes()
 
 
 def backends() -> list[str]:
@@ -102,7 +106,8 @@ def migrated(tmp_path_factory, request):
     def url_for(backend: str) -> str:
         if backend not in done:
             url = database_url(backend, request, tmp_path_factory)
-            app = create_app({"DATABASE_URL": url, "TESTING": True})
+            app = create_app({"DATABASE_URL": url, "TESTING": True,
+                              "SECRET_KEY": "test-secret-key"})  # no key file in instance/
             with app.app_context():
                 from flask_migrate import upgrade
 
@@ -115,9 +120,12 @@ def migrated(tmp_path_factory, request):
 
 
 def make_app(url: str, instance: Path, **overrides):
-    """An application for tests: fast bcrypt, no CSRF unless asked, its own instance folder."""
+    """An application for tests: fast bcrypt, no CSRF unless asked, its own instance folder, a
+    ManualClock unless `CLOCK` is given, and no send-rate limit unless one is asked for (the
+    tests of the limit set it; elsewhere its state would tie a test to the ones before it)."""
     config = {"DATABASE_URL": url, "TESTING": True, "WTF_CSRF_ENABLED": False,
-              "BCRYPT_ROUNDS": 4, "SECRET_KEY": "test-secret-key", "REDIS_URL": ""}
+              "BCRYPT_ROUNDS": 4, "SECRET_KEY": "test-secret-key", "REDIS_URL": "",
+              "CLOCK": ManualClock(), "MAIL_RATE_PER_MINUTE": 0}
     config.update(overrides)
     app = create_app(config)
     app.instance_path = str(instance)
@@ -148,15 +156,18 @@ def backend(request) -> str:
 
 @pytest.fixture
 def app_factory(backend, migrated, tmp_path):
-    """Build applications on the migrated database of `backend`; tables are emptied after."""
+    """Build applications on the migrated database of `backend`, all on one ManualClock (the
+    `clock` fixture, also `app_factory.clock`); tables are emptied after."""
     url = migrated(backend)
     made = []
+    shared_clock = ManualClock()
 
     def build(**overrides):
-        app = make_app(url, tmp_path / "instance", **overrides)
+        app = make_app(url, tmp_path / "instance", **{"CLOCK": shared_clock, **overrides})
         made.append(app)
         return app
 
+    build.clock = shared_clock
     yield build
     from bulkimport.background import wait_for_jobs
 
@@ -170,6 +181,24 @@ def app_factory(backend, migrated, tmp_path):
 def app(app_factory):
     """The application, on each available database backend."""
     return app_factory()
+
+
+@pytest.fixture
+def cli(app):
+    """Run a `flask --app wsgi …` command on `app` in this process (Flask's CLI runner), with
+    `stdin` as its standard input; returns click's Result (exit_code, stdout, stderr)."""
+    runner = app.test_cli_runner()
+
+    def run(*args: str, stdin: str = ""):
+        return runner.invoke(args=list(args), input=stdin, catch_exceptions=False)
+
+    return run
+
+
+@pytest.fixture
+def clock(app_factory) -> ManualClock:
+    """The clock of this test's applications: `clock.advance(minutes=5)` lets time pass."""
+    return app_factory.clock
 
 
 @pytest.fixture
@@ -249,3 +278,33 @@ def login_admin(app, username: str = "boss"):
     response = client.post("/login", data={"username": username, "password": ADMIN_PASSWORD})
     assert response.status_code == 302
     return client
+
+
+def add_user(app, username: str = "worker", email: str | None = None, *,
+             password: str | None = USER_PASSWORD, firstname: str = "Plain",
+             surname: str = "User", cost: int = 4, **columns) -> int:
+    """A user written straight to the database, as if created earlier (e-mail
+    `<username>@example.com` unless given; any other User column by keyword); returns its id."""
+    with app.app_context():
+        user = User(firstname=firstname, surname=surname, **columns,
+                    password_hash=hash_password(password, cost) if password else None)
+        user.set_identity(username, email or f"{username}@example.com")
+        db.session.add(user)
+        db.session.commit()
+        return user.id
+
+
+def add_users(app, people: list[dict]) -> None:
+    """Many users in one bulk INSERT, each a dict of username, firstname, surname and email (the
+    case-folded keys and the timestamps are filled in)."""
+    from sqlalchemy import insert
+
+    from bulkimport.models import utcnow
+
+    with app.app_context():
+        now = utcnow()
+        db.session.execute(insert(User), [
+            {**person, "username_key": fold_key(person["username"]),
+             "email_key": fold_key(person["email"]), "created_at": now, "updated_at": now}
+            for person in people])
+        db.session.commit()

@@ -11,6 +11,7 @@ DATA). Without an action the message is accepted.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import socket
 import threading
@@ -115,23 +116,42 @@ class CountingController(Controller):
 
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
+    """A TCP port nobody listens on right now (another process may take it at any moment: to
+    keep one that refuses connections, hold a `refusing_port`)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def start_server(authenticator: Authenticator | None = None, **options):
-    """Start an SMTP server on 127.0.0.1; returns (controller, handler). `options` go to
-    aiosmtpd (enable_SMTPUTF8=True, tls_context=… for STARTTLS, ssl_context=… for TLS)."""
-    handler = FaultyHandler()
+def refusing_port() -> socket.socket:
+    """A socket bound to a free port of 127.0.0.1 but not listening: connections to it are
+    refused, and no other test or xdist worker can take the port until it is closed."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def start_server(authenticator: Authenticator | None = None, *,
+                 handler: FaultyHandler | None = None, port: int | None = None, **options):
+    """Start an SMTP server on 127.0.0.1 (on `port`, or a free one); returns (controller,
+    handler). `options` go to aiosmtpd (enable_SMTPUTF8=True, tls_context=… for STARTTLS,
+    ssl_context=… for TLS)."""
+    handler = handler or FaultyHandler()
     kwargs = dict(options)
     if authenticator is not None:
         # PLAIN only: after a refused PLAIN, smtplib would try LOGIN, which aiosmtpd leaves
         # waiting for a second line until the client times out.
         kwargs.update({"authenticator": authenticator, "auth_require_tls": False,
                        "auth_required": True, "auth_exclude_mechanism": ["LOGIN"]})
-    controller = CountingController(handler, hostname="127.0.0.1", port=free_port(), **kwargs)
-    controller.start()
-    handler.connections = 0  # start() connects once to see that the server answers
-    return controller, handler
+    for attempt in itertools.count(1):
+        controller = CountingController(handler, hostname="127.0.0.1",
+                                        port=port or free_port(), **kwargs)
+        try:
+            controller.start()
+        except OSError:  # a free port taken by another process in the meantime: take another
+            if port or attempt == 5:
+                raise
+            continue
+        handler.connections = 0  # start() connects once to see that the server answers
+        return controller, handler

@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 import threading
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from conftest import (
     REDIS_URL,
+    add_user,
     batch_id_of,
     choose_all,
     import_file,
@@ -24,9 +24,10 @@ from conftest import (
 from sqlalchemy import func, select, update
 
 from bulkimport.background import wait_for_jobs
+from bulkimport.clock import SYSTEM_CLOCK
 from bulkimport.extensions import db
 from bulkimport.importing import apply as apply_module
-from bulkimport.models import ImportBatch, ImportRow, Invitation, User, utcnow
+from bulkimport.models import ImportBatch, ImportRow, Invitation, User
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,14 +51,6 @@ def batch(app, batch_id: int) -> ImportBatch:
         found = db.session.get(ImportBatch, batch_id)
         db.session.expunge(found)
         return found
-
-
-def add_user(app, username: str, email: str, **fields) -> None:
-    with app.app_context():
-        user = User(firstname=fields.get("firstname", "Some"), surname=fields.get("surname", "One"))
-        user.set_identity(username, email)
-        db.session.add(user)
-        db.session.commit()
 
 
 def test_user_created_after_review_fails_the_whole_batch(app, client):
@@ -147,7 +140,9 @@ def test_update_changes_only_the_chosen_rows(app, client):
     assert '"4","mgarcia","skip","skipped","Skipped."' in results
 
 
-def test_heading_selects_every_page_and_a_changed_radio_wins(app, client):
+def test_heading_selects_every_page_and_a_changed_radio_wins(app, client, monkeypatch):
+    # 249 invitations are queued; sending them is test_mailing's business, not this test's
+    monkeypatch.setattr("bulkimport.importing.submission.wake", lambda: None)
     batch_id = batch_id_of(upload(client, make_csv(250)))
     choose_all(client, batch_id, "add", submit=False)
     with app.app_context():
@@ -182,7 +177,7 @@ def test_scripted_form_takes_every_visible_radio(app, client):
 
 
 def test_a_radio_for_an_action_that_does_not_apply_is_refused(app, client):
-    add_user(app, "jsmith", "john.smith@example.com", firstname="Johnny")
+    add_user(app, "jsmith", "john.smith@example.com", firstname="Johnny", surname="Smith")
     batch_id = batch_id_of(upload(client, sample("minimal.csv")))
     with app.app_context():
         row_id = db.session.scalar(select(ImportRow.id).where(
@@ -193,9 +188,9 @@ def test_a_radio_for_an_action_that_does_not_apply_is_refused(app, client):
     assert "Some choices could not be saved" in response.get_data(as_text=True)
 
 
-def test_large_batch_is_applied_in_the_background(app_factory, admin_login):
+def test_large_batch_is_applied_in_the_background(app_factory):
     app = app_factory(BACKGROUND_ROWS=10)
-    client = admin_login(app)
+    client = login_admin(app)
     batch_id = import_file(client, make_csv(30))
     wait_for_jobs(app)
     status = client.get(f"/admin/people/import/{batch_id}/status.json").get_json()
@@ -205,10 +200,10 @@ def test_large_batch_is_applied_in_the_background(app_factory, admin_login):
     assert count(app, User) == 31 and count(app, Invitation) == 30
 
 
-def test_background_progress_page_shows_a_bar(app_factory, admin_login, monkeypatch):
+def test_background_progress_page_shows_a_bar(app_factory, monkeypatch):
     app = app_factory(BACKGROUND_ROWS=1)
     monkeypatch.setattr("bulkimport.importing.submission.enqueue", lambda *args: None)
-    client = admin_login(app)
+    client = login_admin(app)
     batch_id = import_file(client, make_csv(2))
     page = client.get(f"/admin/people/import/{batch_id}/result").get_data(as_text=True)
     assert 'role="progressbar"' in page and "Waiting for a worker" in page
@@ -241,11 +236,11 @@ def test_applied_batch_keeps_no_staged_values(app, client):
     assert client.get(f"/admin/people/import/{batch_id}/errors.csv").status_code == 404
 
 
-def test_expired_batch_is_purged(app, client):
+def test_expired_batch_is_purged(app, client, clock):
     batch_id = batch_id_of(upload(client, sample("minimal.csv")))
-    with app.app_context():
-        db.session.get(ImportBatch, batch_id).expires_at = utcnow() - timedelta(seconds=1)
-        db.session.commit()
+    clock.advance(hours=app.config["BATCH_TTL_HOURS"] - 1)
+    assert client.get(f"/admin/people/import/{batch_id}").status_code == 200  # not yet
+    clock.advance(hours=1)
     response = client.get(f"/admin/people/import/{batch_id}")
     assert response.status_code == 302
     assert "expired" in client.get(response.location).get_data(as_text=True)
@@ -255,12 +250,11 @@ def test_expired_batch_is_purged(app, client):
     assert count(app, User) == 1
 
 
-def test_purge_command_expires_old_batches(app, client):
+def test_purge_command_expires_old_batches(app, client, clock):
     batch_id_of(upload(client, sample("minimal.csv")))
-    with app.app_context():
-        for b in db.session.scalars(select(ImportBatch)):
-            b.expires_at = utcnow() - timedelta(hours=1)
-        db.session.commit()
+    assert "0 expired upload(s) purged." in app.test_cli_runner().invoke(
+        args=["purge-batches"]).output
+    clock.advance(hours=app.config["BATCH_TTL_HOURS"] + 1)
     result = app.test_cli_runner().invoke(args=["purge-batches"])
     assert "1 expired upload(s) purged." in result.output
     assert count(app, ImportRow) == 0
@@ -280,14 +274,15 @@ def test_another_administrators_batch_is_not_found(app, client):
     assert count(app, User) == 2
 
 
-def test_rq_worker_process_applies_the_batch(app_factory, admin_login, backend, tmp_path):
+def test_rq_worker_process_applies_the_batch(app_factory, backend, tmp_path):
     require(bool(REDIS_URL), "Redis (BULKIMPORT_TEST_REDIS_URL)")
     from redis import Redis
 
     redis = Redis.from_url(REDIS_URL)
     redis.flushdb()
-    app = app_factory(REDIS_URL=REDIS_URL, BACKGROUND_ROWS=5)
-    client = admin_login(app)
+    # a real worker process applies the batch, on the real clock: so must this application
+    app = app_factory(REDIS_URL=REDIS_URL, BACKGROUND_ROWS=5, CLOCK=SYSTEM_CLOCK)
+    client = login_admin(app)
     try:
         batch_id = import_file(client, make_csv(20, password=True), generate=False)
         assert batch(app, batch_id).status == ImportBatch.QUEUED
@@ -307,23 +302,6 @@ def test_rq_worker_process_applies_the_batch(app_factory, admin_login, backend, 
             assert b"pass-phrase" not in dump
     finally:
         redis.flushdb()
-
-
-@pytest.fixture
-def admin_login():
-    """Create the administrator in `app` and return a client logged in as it."""
-
-    def login(app):
-        with app.app_context():
-            from bulkimport.accounts import create_admin
-
-            create_admin(db.session, "boss", "boss@example.com", "admin-password-for-tests")
-            db.session.commit()
-        client = app.test_client()
-        client.post("/login", data={"username": "boss", "password": "admin-password-for-tests"})
-        return client
-
-    return login
 
 
 @pytest.mark.parametrize("rows,given_back", [
@@ -348,7 +326,7 @@ def test_file_passwords_of_rows_in_error_are_not_stored_in_clear(app, client, ro
         assert line in errors_csv
 
 
-def test_a_batch_whose_job_was_lost_is_enqueued_again(app_factory, monkeypatch):
+def test_a_batch_whose_job_was_lost_is_enqueued_again(app_factory, clock, monkeypatch):
     from bulkimport.importing import submission as import_jobs
 
     app = app_factory(BACKGROUND_ROWS=2)
@@ -358,23 +336,26 @@ def test_a_batch_whose_job_was_lost_is_enqueued_again(app_factory, monkeypatch):
     assert batch(app, batch_id).status == ImportBatch.QUEUED
     monkeypatch.undo()
     with app.app_context():
+        clock.advance(import_jobs.STALE_QUEUED.total_seconds())
         import_jobs.recover_stale_batches()  # not stale yet: nothing happens
-        db.session.execute(update(ImportBatch).values(updated_at=utcnow() - timedelta(hours=1)))
-        db.session.commit()
+        assert batch(app, batch_id).status == ImportBatch.QUEUED
+        clock.advance(1)
         import_jobs.recover_stale_batches()
     wait_for_jobs(app)
     assert batch(app, batch_id).status == ImportBatch.APPLIED
     assert count(app, User) == 4
 
 
-def test_a_batch_whose_worker_died_is_failed_and_can_be_submitted_again(app, client):
-    from bulkimport.importing.submission import recover_stale_batches
+def test_a_batch_whose_worker_died_is_failed_and_can_be_submitted_again(app, client, clock):
+    from bulkimport.importing.submission import STALE_APPLYING, recover_stale_batches
 
     batch_id = batch_id_of(upload(client, sample("minimal.csv")))
-    with app.app_context():
-        db.session.execute(update(ImportBatch).values(
-            status=ImportBatch.APPLYING, updated_at=utcnow() - timedelta(hours=1)))
+    with app.app_context():  # a worker took it, then died without a word
+        db.session.execute(update(ImportBatch).values(status=ImportBatch.APPLYING))
         db.session.commit()
+        recover_stale_batches()
+        assert db.session.get(ImportBatch, batch_id).status == ImportBatch.APPLYING
+        clock.advance(STALE_APPLYING.total_seconds() + 1)
         recover_stale_batches()
     page = client.get(f"/admin/people/import/{batch_id}/result").get_data(as_text=True)
     assert "The worker applying this file stopped; nothing was written." in page

@@ -10,10 +10,9 @@ import re
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import ADMIN_PASSWORD, batch_id_of, choose_all, table_snapshot, upload
+from conftest import add_user, batch_id_of, choose_all, login_admin, table_snapshot, upload
 from sqlalchemy import select
 
-from bulkimport.accounts import create_admin
 from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
 from bulkimport.models import ImportBatch, ImportRow, User
@@ -22,6 +21,7 @@ HEADING = "username,firstname,surname,email"
 GOOD = "good,Good,Row,good@example.com"
 PASSWORD = "correct-horse-battery-1"
 GENERATE = "Generate random passwords and send login credentials via email"
+JOHN_SMITH = {"firstname": "John", "surname": "Smith"}  # the names of the rows below
 
 
 @dataclass
@@ -228,17 +228,6 @@ BAD_ROWS = {
 }
 
 
-def add_user(app, username: str, email: str, firstname: str = "John", surname: str = "Smith",
-             **columns) -> int:
-    """A user written straight to the database, as if created earlier."""
-    with app.app_context():
-        user = User(firstname=firstname, surname=surname, **columns)
-        user.set_identity(username, email)
-        db.session.add(user)
-        db.session.commit()
-        return user.id
-
-
 def review_rows(client, batch_id: int) -> dict[int, tuple[str, str, str]]:
     """Line → (class, proposed action, unescaped text of the Details cell) on the review page."""
     response = client.get(f"/admin/people/import/{batch_id}")
@@ -261,7 +250,7 @@ def usernames(app) -> set[str]:
 @pytest.mark.parametrize("case", BAD_ROWS.values(), ids=BAD_ROWS.keys())
 def test_bad_row_is_an_error_and_is_never_written(app, client, case):
     for username, email in case.existing:
-        add_user(app, username, email)
+        add_user(app, username, email, **JOHN_SMITH)
     before = table_snapshot(app)
 
     batch_id = batch_id_of(upload(client, case.data(), generate=case.generate))
@@ -336,7 +325,7 @@ def test_change_password_next_time_accepts_yes_no_words(app, client, heading):
 # ---- rows matching existing users ------------------------------------------------------------
 
 def test_existing_username_with_another_email_is_an_update_listing_the_change(app, client):
-    user_id = add_user(app, "jsmith", "old@example.com")
+    user_id = add_user(app, "jsmith", "old@example.com", **JOHN_SMITH)
     data = f"{HEADING}\n{GOOD}\nJSmith,John,Smith,new@example.com\n".encode()  # case ignored
     batch_id = batch_id_of(upload(client, data))
     rows = review_rows(client, batch_id)
@@ -353,7 +342,7 @@ def test_existing_username_with_another_email_is_an_update_listing_the_change(ap
 
 
 def test_identical_existing_row_is_no_change(app, client):
-    add_user(app, "jsmith", "jsmith@example.com", language="en")
+    add_user(app, "jsmith", "jsmith@example.com", language="en", **JOHN_SMITH)
     before = table_snapshot(app)
     data = (f"{HEADING},language\n jsmith ,John,Smith,jsmith@EXAMPLE.com,en\n"
             f"jsmith2,John,Smith,jsmith2@example.com,\n").encode()
@@ -366,7 +355,8 @@ def test_identical_existing_row_is_no_change(app, client):
 
 
 def test_existing_user_with_empty_cells_keeps_stored_values(app, client):
-    add_user(app, "jsmith", "jsmith@example.com", language="fr", must_change_password=True)
+    add_user(app, "jsmith", "jsmith@example.com", language="fr", must_change_password=True,
+             **JOHN_SMITH)
     data = (f"{HEADING},language,Change password next time\n"
             "jsmith,John,Smith,jsmith@example.com,,\n").encode()
     batch_id = batch_id_of(upload(client, data))
@@ -377,12 +367,7 @@ def test_existing_user_with_empty_cells_keeps_stored_values(app, client):
 
 def test_allowed_email_domains_let_an_intranet_domain_through(app_factory):
     app = app_factory(ALLOWED_EMAIL_DOMAINS=["corp.local"])
-    with app.app_context():
-        create_admin(db.session, "boss", "boss@example.com", ADMIN_PASSWORD)
-        db.session.commit()
-    client = app.test_client()
-    assert client.post("/login", data={"username": "boss", "password": ADMIN_PASSWORD}
-                       ).status_code == 302
+    client = login_admin(app)
     data = (f"{HEADING}\nann,Ann,Lee,Ann.Lee@Corp.Local\nbob,Bob,Kay,bob@mail.corp.local\n"
             "eve,Eve,Ray,eve@other.local\nzed,Zed,Ray,zed@evilcorp.local\n").encode()
     batch_id = batch_id_of(upload(client, data))
@@ -463,7 +448,7 @@ BAD_FILES = {
 
 @pytest.mark.parametrize(("data", "options", "message"), BAD_FILES.values(), ids=BAD_FILES.keys())
 def test_bad_file_is_refused_writing_nothing(app, client, data, options, message):
-    add_user(app, "jsmith", "jsmith@example.com")
+    add_user(app, "jsmith", "jsmith@example.com", **JOHN_SMITH)
     before = table_snapshot(app)
     response = upload(client, data, **options)
     assert response.status_code == 422

@@ -19,6 +19,7 @@ from smtpserver import free_port, password_in, start_server
 from sqlalchemy import func, select
 
 from bulkimport.accounts import create_admin
+from bulkimport.clock import SYSTEM_CLOCK
 from bulkimport.extensions import db
 from bulkimport.login import authenticate
 from bulkimport.models import ImportBatch, Invitation, User
@@ -83,31 +84,33 @@ def stack(migrated, tmp_path):
     Redis.from_url(REDIS_URL).flushdb()
     controller, handler = start_server()
     url = migrated("postgresql")
-    app = make_app(url, tmp_path / "instance")
-    with app.app_context():
-        for name in ("boss", "chief"):
-            create_admin(db.session, name, f"{name}@example.com", ADMIN_PASSWORD)
-        db.session.commit()
-    env = {**os.environ, "BULKIMPORT_DATABASE_URL": url, "BULKIMPORT_REDIS_URL": REDIS_URL,
-           "BULKIMPORT_SECRET_KEY": "stack-secret", "BULKIMPORT_BCRYPT_ROUNDS": "4",
-           "BULKIMPORT_MAIL_SERVER": "127.0.0.1", "BULKIMPORT_MAIL_PORT": str(controller.port),
-           "BULKIMPORT_MAIL_RATE_PER_MINUTE": "0", "BULKIMPORT_MAIL_CHUNK_SIZE": "50",
-           "BULKIMPORT_BACKGROUND_ROWS": "100000", "BULKIMPORT_LOG_FORMAT": "json"}
+    app = make_app(url, tmp_path / "instance", CLOCK=SYSTEM_CLOCK)  # beside real processes
     port = free_port()
     logs = open(tmp_path / "stack.log", "w")  # noqa: SIM115  (closed below)
-    processes = [subprocess.Popen(
-        [str(BIN / "gunicorn"), "--workers", "4", "--threads", "4", "--bind",
-         f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=env, stdout=logs,
-        stderr=subprocess.STDOUT)]
-    for n in range(2):
+    processes: list[subprocess.Popen] = []
+    try:  # everything started is stopped, and the tables emptied, even if the start fails
+        with app.app_context():
+            for name in ("boss", "chief"):
+                create_admin(db.session, name, f"{name}@example.com", ADMIN_PASSWORD)
+            db.session.commit()
+        env = {**os.environ, "BULKIMPORT_DATABASE_URL": url, "BULKIMPORT_REDIS_URL": REDIS_URL,
+               "BULKIMPORT_SECRET_KEY": "stack-secret", "BULKIMPORT_BCRYPT_ROUNDS": "4",
+               "BULKIMPORT_MAIL_SERVER": "127.0.0.1",
+               "BULKIMPORT_MAIL_PORT": str(controller.port),
+               "BULKIMPORT_MAIL_RATE_PER_MINUTE": "0", "BULKIMPORT_MAIL_CHUNK_SIZE": "50",
+               "BULKIMPORT_BACKGROUND_ROWS": "100000", "BULKIMPORT_LOG_FORMAT": "json"}
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "rq.cli", "worker", "-w",
-             "bulkimport.worker.Worker", "--url", REDIS_URL, "--serializer",
-             "rq.serializers.JSONSerializer", "--name", f"stack-{n}-{os.getpid()}", "mail",
-             "imports"], cwd=ROOT, env=env, stdout=logs, stderr=subprocess.STDOUT))
-    base = f"http://127.0.0.1:{port}"
-    _wait_for(base)
-    try:
+            [str(BIN / "gunicorn"), "--workers", "4", "--threads", "4", "--bind",
+             f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=env, stdout=logs,
+            stderr=subprocess.STDOUT))
+        for n in range(2):
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "rq.cli", "worker", "-w",
+                 "bulkimport.worker.Worker", "--url", REDIS_URL, "--serializer",
+                 "rq.serializers.JSONSerializer", "--name", f"stack-{n}-{os.getpid()}", "mail",
+                 "imports"], cwd=ROOT, env=env, stdout=logs, stderr=subprocess.STDOUT))
+        base = f"http://127.0.0.1:{port}"
+        _wait_for(base)
         yield base, handler, app
     finally:
         for process in processes:
@@ -124,14 +127,16 @@ def stack(migrated, tmp_path):
 
 
 def _wait_for(base: str) -> None:
+    """Poll /healthz until the stack answers healthy (a generous bound: four gunicorn workers
+    booting on a busy machine may take a while to answer, which is not what is tested)."""
     import requests
 
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while True:
         try:
-            if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
+            if requests.get(f"{base}/healthz", timeout=30).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused while booting, or slow to answer
             pass
         assert time.monotonic() < deadline, "gunicorn did not come up"
         time.sleep(0.2)

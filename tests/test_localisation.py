@@ -234,7 +234,8 @@ def test_send_test_e_mail_to_me_in_the_outbox(mail_app):
 def test_send_test_e_mail_to_me_over_smtp(app_factory):
     controller, handler = start_server()
     try:
-        app = app_factory(MAIL_SERVER="127.0.0.1", MAIL_PORT=controller.port, MAIL_TIMEOUT=2.0)
+        app = app_factory(MAIL_SERVER="127.0.0.1", MAIL_PORT=controller.port,
+                          MAIL_RATE_PER_MINUTE=0, MAIL_TIMEOUT=10.0)
         client = login_admin(app)
         page = client.post(edit_url(), data={**template_form(), "send_test": "1"}).get_data(
             as_text=True)

@@ -17,6 +17,7 @@ from smtpserver import start_server
 from sqlalchemy import func, select, text
 from test_mailing import FAULTS, assert_invariant, make_csv
 
+from bulkimport.clock import SYSTEM_CLOCK
 from bulkimport.extensions import db
 from bulkimport.models import Invitation
 
@@ -53,7 +54,8 @@ def setup(app_factory, redis, smtp, tmp_path):
                   "MAIL_TIMEOUT": 1.0, "MAIL_RETRY_SECONDS": 0.2, "MAIL_SWEEP_SECONDS": 0.5,
                   "MAIL_LEASE_SECONDS": 3.0, "MAIL_RATE_PER_MINUTE": 0, "MAIL_CHUNK_SIZE": 5}
         config.update(extra)
-        app = app_factory(**config)
+        # the workers are real processes on the real clock: this application shares their time
+        app = app_factory(**config, CLOCK=SYSTEM_CLOCK)
 
         def start_worker(name: str) -> subprocess.Popen:
             env = {**os.environ, "BULKIMPORT_DATABASE_URL": app.config["DATABASE_URL"],
@@ -169,11 +171,14 @@ def test_two_workers_respect_the_rate_limit_in_any_minute(setup):
     import_file(login_admin(app), make_csv(8))
     start_worker("one")
     start_worker("two")
-    wait_until(lambda: pending(app) == 0, limit=180, what="the throttled run")
+    wait_until(lambda: pending(app) == 0, limit=300, what="the throttled run")
     times = sorted(t for t, _, _ in handler.accepted)
     assert len(times) == 8
+    # Slots are reserved 62 s apart; an e-mail reaches the server some time after its slot (a
+    # password hashed, a commit, the SMTP exchange), which a busy machine stretches. Windows of
+    # 50 s leave 12 s for that and still catch a limit that is not global (8 at once).
     for start in times:
-        assert sum(1 for t in times if start <= t < start + 60) <= 5
+        assert sum(1 for t in times if start <= t < start + 50) <= 5
     assert_invariant(app, handler)
 
 
@@ -218,10 +223,11 @@ def test_redis_down_at_submit_commits_the_users_and_the_invitations_go_out_when_
     invitations wait in the database, and a worker started once Redis is back sends them."""
     build, handler, _ = setup
     app, start_worker = build()
-    from smtpserver import free_port
+    from smtpserver import refusing_port
 
-    app.config["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    import_file(login_admin(app), make_csv(6))
+    with refusing_port() as down:  # Redis is not there
+        app.config["REDIS_URL"] = f"redis://127.0.0.1:{down.getsockname()[1]}/0"
+        import_file(login_admin(app), make_csv(6))
     with app.app_context():
         invitations = list(db.session.scalars(select(Invitation)))
         assert len(invitations) == 6

@@ -5,14 +5,15 @@ server's reason, sending pauses on a refused login, Resend, the outbox mode and 
 from __future__ import annotations
 
 import re
-import time
+from datetime import timedelta
 
 import pytest
 from conftest import import_file, login_admin, sample
-from smtpserver import Authenticator, password_in, start_server
+from smtpserver import Authenticator, password_in, refusing_port, start_server
 from sqlalchemy import select
 
 from bulkimport.background import wait_for_jobs
+from bulkimport.clock import clock_of
 from bulkimport.extensions import db
 from bulkimport.login import authenticate
 from bulkimport.mailing.throttle import LocalThrottle, RedisThrottle
@@ -35,28 +36,35 @@ def smtp():
 
 
 def mail_config(controller, **extra) -> dict:
-    config = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": controller.port, "MAIL_TIMEOUT": 1.0,
-              "MAIL_RETRY_SECONDS": 0.05, "MAIL_RATE_PER_MINUTE": 0, "MAIL_LEASE_SECONDS": 30,
+    """Settings for sending to `controller` (None when `extra` gives the MAIL_PORT)."""
+    # MAIL_TIMEOUT: long enough that a busy machine never times out a healthy exchange, since
+    # the fault tests count attempts; a "hang" lasts longer still.
+    config = {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": controller and controller.port,
+              "MAIL_TIMEOUT": 3.0,
+              "MAIL_RETRY_SECONDS": 60, "MAIL_RATE_PER_MINUTE": 0, "MAIL_LEASE_SECONDS": 30,
               "BASE_URL": "https://people.example.org", "SITE_NAME": "Example Intranet"}
     config.update(extra)
     return config
 
 
-def drain(app, limit: float = 60.0) -> dict[str, int]:
-    """Sweep and run the jobs until no invitation is queued or being sent (bounded)."""
-    deadline = time.monotonic() + limit
-    while True:
+def drain(app, rounds: int = 50) -> dict[str, int]:
+    """Sweep and run the jobs until no invitation is queued or being sent, moving the clock on
+    to the next retry whenever nothing is due (bounded by rounds, not by real time)."""
+    clock = clock_of(app)
+    for _ in range(rounds):
         with app.app_context():
             sweep()
         wait_for_jobs(app)
         with app.app_context():
             counts = dict(db.session.execute(
                 select(Invitation.status, db.func.count()).group_by(Invitation.status)).all())
+            due = db.session.scalar(select(db.func.min(Invitation.next_attempt_at)).where(
+                Invitation.status == "queued"))
             db.session.remove()
         if not counts.get("queued") and not counts.get("sending"):
             return counts
-        assert time.monotonic() < deadline, f"invitations still pending: {counts}"
-        time.sleep(0.05)
+        clock.set(max(due or clock.now(), clock.now() + timedelta(seconds=1)))
+    raise AssertionError(f"invitations still pending after {rounds} rounds: {counts}")
 
 
 def assert_invariant(app, handler) -> None:
@@ -113,7 +121,7 @@ FAULTS = {
 
 def test_faults_are_retried_or_failed_and_the_last_password_works(app_factory, smtp):
     controller, handler = smtp
-    handler.hang_seconds = 2.0
+    handler.hang_seconds = 6.0  # twice MAIL_TIMEOUT
     for i, actions in FAULTS.items():
         handler.rules[f"mail{i:03d}@example.com"] = list(actions)
     app = app_factory(**mail_config(controller, MAIL_CHUNK_SIZE=5))
@@ -133,13 +141,14 @@ def test_faults_are_retried_or_failed_and_the_last_password_works(app_factory, s
         assert handler.count_for("mail007@example.com") == 2
 
 
-def test_gives_up_after_the_configured_hours(app_factory, smtp):
+def test_gives_up_after_the_configured_hours(app_factory, smtp, clock):
     controller, handler = smtp
     handler.rules["mail000@example.com"] = ["data451"] * 1000
-    app = app_factory(**mail_config(controller, MAIL_GIVE_UP_HOURS=0.3 / 3600,
-                                    MAIL_RETRY_SECONDS=0.1))
+    app = app_factory(**mail_config(controller, MAIL_GIVE_UP_HOURS=1))
+    started = clock.now()
     import_file(login_admin(app), make_csv(1))
     assert drain(app) == {"failed": 1}
+    assert timedelta(minutes=20) < clock.now() - started <= timedelta(hours=1)
     with app.app_context():
         invitation = db.session.scalar(select(Invitation))
         assert invitation.last_error.startswith("Gave up after ")
@@ -147,10 +156,9 @@ def test_gives_up_after_the_configured_hours(app_factory, smtp):
 
 
 def test_server_down_defers_and_sends_when_it_returns(app_factory):
-    controller, handler = start_server()
-    port = controller.port
-    controller.stop()
-    app = app_factory(**mail_config(controller, MAIL_PORT=port, MAIL_RETRY_SECONDS=0.2))
+    down = refusing_port()  # the relay's port while it is down: no other test can take it
+    port = down.getsockname()[1]
+    app = app_factory(**mail_config(None, MAIL_PORT=port))
     client = login_admin(app)
     batch_id = import_file(client, make_csv(4))
     with app.app_context():
@@ -158,10 +166,8 @@ def test_server_down_defers_and_sends_when_it_returns(app_factory):
     wait_for_jobs(app)
     page = client.get(f"/admin/people/import/{batch_id}/invitations").get_data(as_text=True)
     assert "Cannot connect to 127.0.0.1" in page and "connection refused" in page
-    from aiosmtpd.controller import Controller
-
-    back = Controller(handler, hostname="127.0.0.1", port=port)
-    back.start()
+    down.close()
+    back, handler = start_server(port=port)
     try:
         assert drain(app) == {"sent": 4}
         assert_invariant(app, handler)
@@ -371,12 +377,9 @@ def _one_invitation(app_factory, controller):
         return app, db.session.scalar(select(Invitation.id))
 
 
-def _expire_lease(invitation_id):
-    db.session.execute(db.update(Invitation).where(Invitation.id == invitation_id)
-                       .values(lease_until=db.func.datetime("now", "-1 day")
-                               if db.engine.dialect.name == "sqlite"
-                               else db.text("now() - interval '1 day'")))
-    db.session.commit()
+def _let_leases_run_out(app):
+    """Move the clock past the lease of every invitation being sent (its worker is gone)."""
+    clock_of(app).advance(app.config["MAIL_LEASE_SECONDS"] + 1)
 
 
 @pytest.mark.parametrize("first_result", ["accepted", "refused"])
@@ -391,7 +394,7 @@ def test_a_worker_whose_lease_was_taken_over_keeps_the_invariant(app_factory, sm
         assert sending.claim([invitation_id], "worker-a") == [invitation_id]
 
         def other_worker_sends():
-            _expire_lease(invitation_id)
+            _let_leases_run_out(app)
             assert sending.release_expired_leases() == 1
             assert sending.claim([invitation_id], "worker-b") == [invitation_id]
             with SMTPTransport(app.config) as transport:
@@ -437,28 +440,20 @@ def test_killed_after_the_server_accepted_before_the_commit(app_factory, smtp, m
         assert invitation.status == "sending" and len(invitation.pending_hashes) == 1
         assert authenticate(db.session, "mail000", delivered) is not None  # the pending hash
         db.session.rollback()
-        _expire_lease(invitation_id)
+    _let_leases_run_out(app)
     assert drain(app) == {"sent": 1}  # the sweep takes it back and sends it again
     assert handler.count_for("mail000@example.com") == 2
     assert_invariant(app, handler)
 
 
-def test_smtp_down_for_an_hour_on_a_simulated_clock(app_factory, monkeypatch):
+def test_smtp_down_for_an_hour_on_a_simulated_clock(app_factory, clock):
     """The relay is down for an hour of simulated time: each invitation is retried with doubling
     delays (never given up, never sent twice) and all go out once the relay is back."""
-    from datetime import timedelta
-
-    from bulkimport.mailing import sending
-    from bulkimport.models import utcnow
-
-    clock = {"now": utcnow()}
-    monkeypatch.setattr(sending, "utcnow", lambda: clock["now"])
-    controller, handler = start_server()
-    port = controller.port
-    controller.stop()
-    app = app_factory(**mail_config(controller, MAIL_PORT=port, MAIL_RETRY_SECONDS=60.0))
+    down = refusing_port()
+    port = down.getsockname()[1]
+    app = app_factory(**mail_config(None, MAIL_PORT=port, MAIL_RETRY_SECONDS=60.0))
     import_file(login_admin(app), make_csv(4))
-    outage_ends = clock["now"] + timedelta(hours=1)
+    outage_ends = clock.now() + timedelta(hours=1)
 
     def next_round() -> int:
         """Sweep and send what is due, then jump the clock to the next due retry; returns how
@@ -471,10 +466,10 @@ def test_smtp_down_for_an_hour_on_a_simulated_clock(app_factory, monkeypatch):
                 Invitation.status == "queued"))
             db.session.remove()
         if due is not None:
-            clock["now"] = max(due, clock["now"]) + timedelta(seconds=1)
+            clock.set(max(due, clock.now()) + timedelta(seconds=1))
         return 0 if due is None else 1
 
-    while clock["now"] < outage_ends:
+    while clock.now() < outage_ends:
         next_round()
         with app.app_context():
             assert set(db.session.scalars(select(Invitation.status))) == {"queued"}  # none
@@ -483,10 +478,8 @@ def test_smtp_down_for_an_hour_on_a_simulated_clock(app_factory, monkeypatch):
         attempts = max(db.session.scalars(select(Invitation.attempts)))
         db.session.remove()
     assert 5 <= attempts <= 8  # 1, 2, 4, 8, 16, 32 minutes of back-off fit in the hour
-    from aiosmtpd.controller import Controller
-
-    back = Controller(handler, hostname="127.0.0.1", port=port)
-    back.start()
+    down.close()
+    back, handler = start_server(port=port)
     try:
         for _ in range(20):  # bounded: each round sends what is due on the simulated clock
             if not next_round():

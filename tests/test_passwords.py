@@ -9,24 +9,32 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import ADMIN_PASSWORD, import_file, login_admin, sample, upload
-from sqlalchemy import select, update
+from conftest import (
+    ADMIN_PASSWORD,
+    USER_PASSWORD,
+    add_user,
+    import_file,
+    login_admin,
+    sample,
+    upload,
+)
+from sqlalchemy import select
 
 from bulkimport.accounts import AccountError, create_admin
-from bulkimport.clock import ManualClock
+from bulkimport.clock import ManualClock, clock_of
 from bulkimport.extensions import db
 from bulkimport.login_throttle import ACCOUNT, ACCOUNT_ADDRESS, ADDRESS, throttle_keys
-from bulkimport.models import AuditEvent, LoginFailures, PasswordPolicy, User, utcnow
+from bulkimport.models import AuditEvent, LoginFailures, PasswordPolicy, User
 from bulkimport.password_policy import (
     GENERATED_SYMBOLS,
     check_password,
     default_policy,
     generate_password,
+    load_policy,
     rules_in_force,
 )
 from bulkimport.security import hash_cost, hash_password
 
-USER_PASSWORD = "plain-user-password"
 NEW_PASSWORD = "tulip-harbour-47-lantern"
 
 
@@ -189,17 +197,6 @@ def test_the_saved_policy_governs_imports_create_admin_and_generated_passwords(a
 
 # ----- the login hook --------------------------------------------------------------------------
 
-def add_user(app, username="worker", password=USER_PASSWORD, *, must_change=False,
-             expires=None, cost=4) -> int:
-    with app.app_context():
-        user = User(firstname="Plain", surname="User", must_change_password=must_change,
-                    password_hash=hash_password(password, cost), temp_password_expires_at=expires)
-        user.set_identity(username, f"{username}@example.com")
-        db.session.add(user)
-        db.session.commit()
-        return user.id
-
-
 def logged_in(app, username="worker", password=USER_PASSWORD):
     client = app.test_client()
     response = client.post("/login", data={"username": username, "password": password})
@@ -220,7 +217,7 @@ def _url_for_rule(app, rule) -> str:
 
 def test_a_flagged_user_reaches_nothing_but_the_change_page_logout_and_static_files(app):
     """Walk Flask's whole URL map as a user who must change their password."""
-    add_user(app, must_change=True)
+    add_user(app, must_change_password=True)
     client, response = logged_in(app)
     assert response.location.startswith("/account/password")
     open_endpoints = {"auth.change_password", "auth.logout", "auth.healthz"}
@@ -253,7 +250,7 @@ def test_a_flagged_user_reaches_nothing_but_the_change_page_logout_and_static_fi
 
 
 def test_a_flagged_user_is_sent_back_with_the_page_to_return_to(app):
-    add_user(app, must_change=True)
+    add_user(app, must_change_password=True)
     client, _ = logged_in(app)
     response = client.get("/account?tab=1")
     assert response.location == "/account/password?next=/account?tab%3D1"
@@ -291,7 +288,7 @@ BAD_CHANGES = {
 
 @pytest.mark.parametrize("fields,messages", BAD_CHANGES.values(), ids=BAD_CHANGES.keys())
 def test_a_refused_change_names_each_problem_and_changes_nothing(app, fields, messages):
-    user_id = add_user(app, must_change=True)
+    user_id = add_user(app, must_change_password=True)
     client, _ = logged_in(app)
     if "confirm" not in fields and "new" in fields:
         fields = {**fields, "confirm": fields["new"]}
@@ -311,7 +308,7 @@ def test_a_refused_change_names_each_problem_and_changes_nothing(app, fields, me
 
 
 def test_a_change_rotates_the_session_ends_the_others_and_is_audited(app):
-    user_id = add_user(app, must_change=True)
+    user_id = add_user(app, must_change_password=True)
     elsewhere, _ = logged_in(app)
     client, _ = logged_in(app)
     old_cookie = client.get_cookie("session").value
@@ -339,7 +336,7 @@ def test_a_change_rotates_the_session_ends_the_others_and_is_audited(app):
 
 
 def test_an_offsite_next_after_a_change_lands_home(app):
-    add_user(app, must_change=True)
+    add_user(app, must_change_password=True)
     client, _ = logged_in(app)
     assert change(client, next="https://evil.example/").location == "/"
 
@@ -370,8 +367,9 @@ def test_the_first_admin_of_make_run_must_choose_a_password(app):
 
 # ----- temporary passwords ---------------------------------------------------------------------
 
-def test_an_expired_temporary_password_no_longer_logs_in(app):
-    add_user(app, expires=utcnow() - timedelta(minutes=1))
+def test_an_expired_temporary_password_no_longer_logs_in(app, clock):
+    add_user(app, temp_password_expires_at=clock.now() + timedelta(days=7))
+    clock.advance(days=7)  # the moment it expires
     client = app.test_client()
     first = client.post("/login", data={"username": "worker", "password": USER_PASSWORD})
     assert "Your temporary password has expired. Ask an administrator" in first.get_data(
@@ -383,30 +381,35 @@ def test_an_expired_temporary_password_no_longer_logs_in(app):
     assert "Invalid username or password." in wrong.get_data(as_text=True)
 
 
-def test_a_wrong_password_first_then_the_expired_one_reveals_nothing(app):
-    add_user(app, expires=utcnow() - timedelta(minutes=1))
+def test_a_wrong_password_first_then_the_expired_one_reveals_nothing(app, clock):
+    add_user(app, temp_password_expires_at=clock.now() + timedelta(days=7))
+    clock.advance(days=7, minutes=1)
     client = app.test_client()
     client.post("/login", data={"username": "worker", "password": "a-wrong-guess"})
     response = client.post("/login", data={"username": "worker", "password": USER_PASSWORD})
     assert "Invalid username or password." in response.get_data(as_text=True)
 
 
-def test_a_valid_temporary_password_logs_in_with_a_reminder(app):
-    add_user(app, expires=utcnow() + timedelta(days=2))
+def test_a_valid_temporary_password_logs_in_with_a_reminder(app, clock):
+    add_user(app, temp_password_expires_at=clock.now() + timedelta(days=7))
+    clock.advance(days=7, seconds=-1)  # the last second it works
     client, response = logged_in(app)
     page = client.get(response.location, follow_redirects=True).get_data(as_text=True)
     assert "You logged in with a temporary password; it stops working on" in page
 
 
-def test_an_expired_invitation_shows_as_expired_with_resend(app_factory):
-    app = app_factory()
+def test_an_expired_invitation_shows_as_expired_with_resend(app_factory, clock):
+    app = app_factory(MAIL_RATE_PER_MINUTE=0)
     client = login_admin(app)
-    import_file(client, sample("minimal.csv"))
+    heading, jsmith, others = sample("minimal.csv").split(b"\n", 2)
+    import_file(client, heading + b"\n" + jsmith + b"\n")
+    send_invitations_now(app)
+    clock.advance(days=1)
+    import_file(client, heading + b"\n" + others)
     send_invitations_now(app)
     with app.app_context():
-        db.session.execute(update(User).where(User.username == "jsmith").values(
-            temp_password_expires_at=utcnow() - timedelta(hours=1)))
-        db.session.commit()
+        days = load_policy(db.session).temp_password_days
+    clock.advance(days=days - 1)  # jsmith's password, sent a day before the others, expires
     page = client.get("/admin/people/invitations").get_data(as_text=True)
     assert page.count('data-status>expired<') == 1 and "Expired (1)" in page
     row = re.search(r'<tr data-invitation="(\d+)">(?:(?!</tr>).)*expired(?:(?!</tr>).)*</tr>',
@@ -443,6 +446,11 @@ def counter(app, scope: str, username: str, address: str = "10.0.0.1") -> LoginF
         row = db.session.get(LoginFailures, throttle_keys(username, address)[scope])
         db.session.expunge_all()
         return row
+
+
+def let_time_pass(app, seconds: float) -> None:
+    """Move the application's clock on instead of waiting."""
+    clock_of(app).advance(seconds)
 
 
 @pytest.mark.parametrize("username", ["worker", "nobody-of-that-name"])

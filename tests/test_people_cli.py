@@ -1,5 +1,6 @@
-"""`flask people import` and `flask people export` as scripts run them: real processes on a
-fresh database, with the exit statuses of issue 7 (0 done, 1 rows in error, 2 bad usage)."""
+"""`flask people import` and `flask people export` as scripts run them, with the exit statuses of
+issue 7 (0 done, 1 rows in error, 2 bad usage): in this process with Flask's CLI runner, and once
+as a real process on a terminal."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import io
 
 import pytest
 from conftest import sample
-from test_cli import flask_cli  # noqa: F401  (the fixture)
+from test_cli import flask_cli  # noqa: F401  (the fixture of the real-process test)
 
 GOOD = b"username,firstname,surname,email,password\n" \
        b"ann,Ann,Lee,ann@example.com,correct-horse-battery-1\n" \
@@ -16,23 +17,21 @@ GOOD = b"username,firstname,surname,email,password\n" \
 
 
 @pytest.fixture
-def cli(flask_cli, tmp_path):  # noqa: F811
-    """flask_cli with an administrator, and a helper that writes a CSV file."""
-    assert flask_cli("create-admin", "--username", "boss", "--email", "boss@example.com",
-                     stdin="a-good-long-password\n").returncode == 0
+def cli(cli, admin, tmp_path):
+    """conftest's `cli` with an administrator `boss`, and a helper that writes a CSV file."""
 
     def write(name: str, data: bytes):
         path = tmp_path / name
         path.write_bytes(data)
         return str(path)
 
-    flask_cli.write = write
-    return flask_cli
+    cli.write = write
+    return cli
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(cli):
     result = cli("people", "import", "--dry-run", cli.write("users.csv", GOOD))
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert "users.csv: 2 rows: 2 to add, 0 to update, 0 unchanged, 0 in error." in result.stdout
     assert "Dry run: nothing was written." in result.stdout
     assert cli("people", "export", "--columns", "username").stdout == '\ufeff"username"\n"boss"\n'
@@ -41,7 +40,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(cli):
 def test_import_applies_and_writes_results_then_export_reads_back(cli, tmp_path):
     results = tmp_path / "results.csv"
     result = cli("people", "import", cli.write("users.csv", GOOD), "--results", str(results))
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert "2 added, 0 updated, 0 skipped; 0 invitation e-mails queued." in result.stdout
     lines = list(csv.reader(io.StringIO(results.read_text(encoding="utf-8-sig"))))
     assert lines == [["line", "username", "action", "outcome", "message"],
@@ -50,7 +49,7 @@ def test_import_applies_and_writes_results_then_export_reads_back(cli, tmp_path)
     exported = cli("people", "export", "--search", "ann", "--columns", "username,email")
     assert exported.stdout == '\ufeff"username","email"\n"ann","ann@example.com"\n'
     out = tmp_path / "all.csv"
-    assert cli("people", "export", "-o", str(out)).returncode == 0
+    assert cli("people", "export", "-o", str(out)).exit_code == 0
     again = cli("people", "import", "--dry-run", str(out))
     assert "3 rows: 0 to add, 0 to update, 3 unchanged, 0 in error." in again.stdout
 
@@ -58,7 +57,7 @@ def test_import_applies_and_writes_results_then_export_reads_back(cli, tmp_path)
 def test_rows_in_error_write_nothing_and_exit_1(cli):
     data = GOOD + b"carl,Carl,,carl@example.com,correct-horse-battery-3\n"
     result = cli("people", "import", cli.write("bad.csv", data))
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert "Line 4: surname is missing." in result.stderr
     assert "Nothing was written: 1 row is in error." in result.stderr
     assert cli("people", "export", "--columns", "username").stdout == '\ufeff"username"\n"boss"\n'
@@ -66,7 +65,7 @@ def test_rows_in_error_write_nothing_and_exit_1(cli):
 
 def test_an_unusable_file_exits_1(cli):
     result = cli("people", "import", cli.write("x.csv", b"\n"))
-    assert result.returncode == 1 and result.stderr.strip() == "Error: The file is empty."
+    assert result.exit_code == 1 and result.stderr.strip() == "Error: The file is empty."
 
 
 @pytest.mark.parametrize("args", [
@@ -77,7 +76,7 @@ def test_an_unusable_file_exits_1(cli):
 def test_bad_usage_exits_2(cli, args):
     file = cli.write("users.csv", GOOD)
     result = cli(*[a.replace("{file}", file) for a in args])
-    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.exit_code == 2, result.stdout + result.stderr
 
 
 def test_actions_choose_what_is_applied_and_passwords_can_be_generated(cli):
@@ -86,25 +85,27 @@ def test_actions_choose_what_is_applied_and_passwords_can_be_generated(cli):
         b"new1,New,One,new1@example.com\n"
     result = cli("people", "import", "--generate-passwords", "--actions", "update",
                  cli.write("m2.csv", changed))
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     assert "0 added, 1 updated, 3 skipped" in result.stdout
 
 
-def test_a_terminal_gets_a_progress_bar_while_passwords_are_hashed(cli, tmp_path):
-    """Standard output on a pseudo-terminal, as when an administrator runs the command."""
+def test_a_terminal_gets_a_progress_bar_while_passwords_are_hashed(flask_cli, tmp_path):  # noqa: F811
+    """A real `flask --app wsgi people import` process whose standard output is a
+    pseudo-terminal, as when an administrator runs the command."""
     import os
     import subprocess
     import sys
 
     from test_cli import ROOT
 
+    assert flask_cli("create-admin", "--username", "boss", "--email", "boss@example.com",
+                     stdin="a-good-long-password\n").returncode == 0
+    users = tmp_path / "users.csv"
+    users.write_bytes(GOOD)
     main, secondary = os.openpty()
-    env = {**os.environ, "BULKIMPORT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite'}",
-           "BULKIMPORT_SECRET_KEY": "cli-test-secret", "BULKIMPORT_BCRYPT_ROUNDS": "4"}
     process = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "wsgi", "people", "import",
-         cli.write("users.csv", GOOD)], cwd=ROOT, env=env, stdout=secondary,
-        stderr=subprocess.PIPE, timeout=120)
+        [sys.executable, "-m", "flask", "--app", "wsgi", "people", "import", str(users)],
+        cwd=ROOT, env=flask_cli.env, stdout=secondary, stderr=subprocess.PIPE, timeout=120)
     os.close(secondary)
     output = b""
     while True:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REDIS_URL, require
-from smtpserver import free_port, start_server
+from smtpserver import free_port, refusing_port, start_server
 
 from bulkimport import create_app
 from bulkimport.logs import JSONFormatter
@@ -45,10 +45,11 @@ def test_healthz_in_the_embedded_mode(app_factory):
 
 
 def test_healthz_reports_unreachable_parts_without_naming_them(app_factory):
-    port = free_port()
-    status, body = health_of(app_factory, REDIS_URL=f"redis://127.0.0.1:{port}/0",
-                             MAIL_SERVER="127.0.0.1", MAIL_PORT=free_port(),
-                             MAIL_PASSWORD="smtp-password-9")
+    with refusing_port() as redis_port, refusing_port() as smtp_port:
+        port = redis_port.getsockname()[1]
+        status, body = health_of(app_factory, REDIS_URL=f"redis://127.0.0.1:{port}/0",
+                                 MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_port.getsockname()[1],
+                                 MAIL_PASSWORD="smtp-password-9")
     assert status == 503 and body["status"] == "unhealthy"
     assert body["checks"]["database"]["ok"] is True
     assert body["checks"]["redis"] == {"ok": False, "error": "ConnectionError",
@@ -115,7 +116,7 @@ def test_gunicorn_serves_the_app_with_several_workers(tmp_path):
     try:
         body = _get(f"http://127.0.0.1:{port}/healthz", deadline=time.monotonic() + 60)
         assert json.loads(body)["status"] == "ok"
-        assert "Log in" in _get(f"http://127.0.0.1:{port}/login", deadline=time.monotonic() + 5)
+        assert "Log in" in _get(f"http://127.0.0.1:{port}/login", deadline=time.monotonic() + 60)
     finally:
         server.send_signal(signal.SIGTERM)
         output, _ = server.communicate(timeout=30)
@@ -124,6 +125,8 @@ def test_gunicorn_serves_the_app_with_several_workers(tmp_path):
 
 
 def _get(url: str, deadline: float) -> str:
+    """The body of `url`, asked again until `deadline` while the server is not answering yet
+    (a generous bound: booting workers on a busy machine is slow, and not what is tested)."""
     while True:
         try:
             with urllib.request.urlopen(url, timeout=5) as response:

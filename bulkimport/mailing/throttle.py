@@ -9,11 +9,12 @@ applications in one process, such as two tests, do not share it) does the same.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import deque
 
 from flask import Flask, current_app
+
+from ..clock import SYSTEM_CLOCK, clock_of
 
 # A little more than a minute: a reservation precedes the SMTP exchange by a few milliseconds to
 # a few seconds, so counting a slightly longer window keeps accepted e-mails under the limit in
@@ -58,8 +59,9 @@ class RedisThrottle:
 class LocalThrottle:
     """The same limit inside one process, for the embedded mode without Redis."""
 
-    def __init__(self, per_minute: int):
+    def __init__(self, per_minute: int, clock=None):
         self.per_minute = per_minute
+        self.clock = clock or SYSTEM_CLOCK  # the application's: tests move it, never sleep
         self._lock = threading.Lock()
         self._sent: deque[float] = deque()
 
@@ -68,7 +70,7 @@ class LocalThrottle:
         if self.per_minute <= 0:
             return 0.0
         with self._lock:
-            now = time.monotonic()
+            now = self.clock.monotonic()
             while self._sent and self._sent[0] <= now - WINDOW_SECONDS:
                 self._sent.popleft()
             if len(self._sent) < self.per_minute:
@@ -87,7 +89,8 @@ class SendRateLimit:
 
     def init_app(self, app: Flask) -> None:
         """Give `app` its own in-process sliding window."""
-        app.extensions[EXTENSION] = LocalThrottle(app.config["MAIL_RATE_PER_MINUTE"])
+        app.extensions[EXTENSION] = LocalThrottle(app.config["MAIL_RATE_PER_MINUTE"],
+                                                  clock_of(app))
 
     def current(self) -> RedisThrottle | LocalThrottle:
         """The limit of the current application: Redis's (every worker) or its own."""
