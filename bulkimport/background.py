@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask, current_app
 
@@ -52,13 +52,6 @@ def redis_connection(app: Flask):
 
         app.extensions["bulkimport_redis"] = Redis.from_url(app.config["REDIS_URL"])
     return app.extensions["bulkimport_redis"]
-
-
-def wait_for_jobs(app: Flask, timeout: float | None = None) -> None:
-    """Block until every in-process job started so far has finished (tests and the CLI)."""
-    futures: list[Future] = app.extensions.get("bulkimport_futures", [])
-    while futures:
-        futures.pop(0).result(timeout)
 
 
 def worker_app() -> Flask:

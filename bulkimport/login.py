@@ -45,8 +45,10 @@ def log_in(session: Session, username: str, password: str, address: str | None) 
     attempt = count_attempt(session, username, address)
     if attempt.refusal:
         return LoginResult(message=attempt.refusal)
-    user, expired, known = check_credentials(session, username, password)
+    user, expired, known, pending = check_credentials(session, username, password)
     if user is not None:
+        if pending is not None:  # the e-mail of that password was accepted after all
+            user.password_hash = pending
         rounds = current_app.config["BCRYPT_ROUNDS"]
         if hash_cost(user.password_hash) != rounds:  # the cost setting changed since it was made
             user.password_hash = hash_password(password, rounds)
@@ -65,30 +67,25 @@ def log_in(session: Session, username: str, password: str, address: str | None) 
     return LoginResult(message=EXPIRED if expired and attempt.first_failure else INVALID)
 
 
-def authenticate(session: Session, username: str, password: str) -> User | None:
-    """The active user with these credentials, or None (no throttling: see `log_in`)."""
-    return check_credentials(session, username, password)[0]
-
-
-def check_credentials(session: Session, username: str,
-                      password: str) -> tuple[User | None, bool, User | None]:
+def check_credentials(session: Session, username: str, password: str
+                      ) -> tuple[User | None, bool, User | None, str | None]:
     """(the active user with these credentials, or None; whether the password was right but was
-    a generated temporary one past its validity; the account named, if it exists). A matching
-    pending invitation password becomes the user's password."""
+    a generated temporary one past its validity; the account named, if it exists; the pending
+    invitation hash the password matched, which `log_in` makes the user's password). Reads
+    only: no throttling, no write."""
     named = session.scalar(select(User).where(User.username_key == fold_key(username.strip())))
     if named is None or not named.active or not (
             named.password_hash or any(i.pending_hashes for i in named.invitations)):
         verify_password(password, decoy_hash(current_app.config["BCRYPT_ROUNDS"]))
-        return None, False, named
+        return None, False, named, None
     expires = named.temp_password_expires_at
     expired = expires is not None and expires <= utcnow()
     if verify_password(password, named.password_hash):
-        return (None, True, named) if expired else (named, False, named)
+        return (None, True, named, None) if expired else (named, False, named, None)
     candidate = _pending_match(named, password)
     if candidate is None or expired:
-        return None, candidate is not None, named
-    named.password_hash = candidate
-    return named, False, named
+        return None, candidate is not None, named, None
+    return named, False, named, candidate
 
 
 def _pending_match(user: User, password: str) -> str | None:

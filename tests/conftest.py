@@ -169,7 +169,6 @@ def app_factory(backend, migrated, tmp_path):
 
     build.clock = shared_clock
     yield build
-    from bulkimport.background import wait_for_jobs
 
     for app in made:
         wait_for_jobs(app)
@@ -308,3 +307,18 @@ def add_users(app, people: list[dict]) -> None:
              "email_key": fold_key(person["email"]), "created_at": now, "updated_at": now}
             for person in people])
         db.session.commit()
+
+
+def wait_for_jobs(app, timeout: float | None = None) -> None:
+    """Block until every in-process background job started so far has finished."""
+    futures = app.extensions.get("bulkimport_futures", [])
+    while futures:
+        futures.pop(0).result(timeout)
+
+
+def authenticate(session, username: str, password: str):
+    """The user these credentials log in (a pending invitation password counts), or None;
+    without the throttle, so that tests can check many delivered passwords."""
+    from bulkimport.login import check_credentials
+
+    return check_credentials(session, username, password)[0]

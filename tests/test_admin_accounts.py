@@ -6,11 +6,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import ADMIN_PASSWORD, batch_id_of, choose_all, upload
+from conftest import ADMIN_PASSWORD, batch_id_of, choose_all, upload, wait_for_jobs
 from sqlalchemy import select
 
 from bulkimport.accounts import create_admin
-from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
 from bulkimport.models import User
 from bulkimport.security import hash_password

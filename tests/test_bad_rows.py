@@ -10,10 +10,17 @@ import re
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import add_user, batch_id_of, choose_all, login_admin, table_snapshot, upload
+from conftest import (
+    add_user,
+    batch_id_of,
+    choose_all,
+    login_admin,
+    table_snapshot,
+    upload,
+    wait_for_jobs,
+)
 from sqlalchemy import select
 
-from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
 from bulkimport.models import ImportBatch, ImportRow, User
 

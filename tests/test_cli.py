@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import authenticate
 from sqlalchemy import func, select
 
 from bulkimport.extensions import db
-from bulkimport.login import authenticate
 from bulkimport.models import User
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,10 +10,9 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from conftest import import_file, login_admin, sample
+from conftest import import_file, login_admin, sample, wait_for_jobs
 
 from bulkimport import clock as clocks
-from bulkimport.background import wait_for_jobs
 from bulkimport.clock import SYSTEM_CLOCK, ManualClock, clock_of, utcnow
 
 
@@ -90,7 +89,8 @@ def test_a_throttled_chunk_waits_on_the_clock(app_factory, clock, monkeypatch):
         def reserve(self):
             return next(waits)
 
-    monkeypatch.setattr(sending, "make_throttle", Throttle)
+    throttle = Throttle()
+    monkeypatch.setattr(sending.send_rate_limit, "current", lambda: throttle)
     app = app_factory(MAIL_SERVER="")
     with mock.patch("bulkimport.importing.submission.wake"):  # sent below, not at the import
         import_file(login_admin(app), sample("minimal.csv"))

@@ -14,14 +14,21 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ADMIN_PASSWORD, POSTGRES_URL, REDIS_URL, _empty_tables, make_app, require
+from conftest import (
+    ADMIN_PASSWORD,
+    POSTGRES_URL,
+    REDIS_URL,
+    _empty_tables,
+    authenticate,
+    make_app,
+    require,
+)
 from smtpserver import free_port, password_in, start_server
 from sqlalchemy import func, select
 
 from bulkimport.accounts import create_admin
 from bulkimport.clock import SYSTEM_CLOCK
 from bulkimport.extensions import db
-from bulkimport.login import authenticate
 from bulkimport.models import ImportBatch, Invitation, User
 
 ROOT = Path(__file__).resolve().parents[1]

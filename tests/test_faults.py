@@ -4,10 +4,9 @@ middle of an apply. (Redis down at submit is in test_mail_workers, beside the re
 from __future__ import annotations
 
 import pytest
-from conftest import POSTGRES_URL, _empty_tables, login_admin, make_app, require
+from conftest import POSTGRES_URL, _empty_tables, login_admin, make_app, require, wait_for_jobs
 from sqlalchemy import create_engine, event, func, select, text
 
-from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
 from bulkimport.models import ImportBatch, Invitation, User
 

@@ -16,12 +16,11 @@ from email.utils import parsedate_to_datetime
 
 import flask_mail
 import pytest
-from conftest import import_file, login_admin, sample
+from conftest import import_file, login_admin, sample, wait_for_jobs
 from smtpserver import password_in, start_server
 from sqlalchemy import select
 from test_mailing import assert_invariant, drain, mail_config, make_csv
 
-from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db, mail
 from bulkimport.mailing.sending import paused_reason
 from bulkimport.mailing.transport import SendFailure, SMTPTransport, build_message

@@ -7,11 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import import_file, login_admin
+from conftest import import_file, login_admin, wait_for_jobs
 from smtpserver import start_server
 from sqlalchemy import select
 
-from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
 from bulkimport.mailing.languages import effective_template, invitation_template
 from bulkimport.mailing.templating import DEFAULT_INVITATION, INVITATION, INVITATION_VARIABLES

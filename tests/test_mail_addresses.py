@@ -11,13 +11,12 @@ from email.parser import BytesParser
 from unittest import mock
 
 import pytest
-from conftest import batch_id_of, import_file, login_admin, upload
+from conftest import authenticate, batch_id_of, import_file, login_admin, upload
 from smtpserver import password_in, start_server
 from sqlalchemy import select, update
 from test_mailing import assert_invariant, drain, mail_config, make_csv
 
 from bulkimport.extensions import db
-from bulkimport.login import authenticate
 from bulkimport.mailing import sending
 from bulkimport.mailing.transport import SMTPTransport
 from bulkimport.models import Invitation, User, fold_key

@@ -8,14 +8,12 @@ import re
 from datetime import timedelta
 
 import pytest
-from conftest import import_file, login_admin, sample
+from conftest import authenticate, import_file, login_admin, sample, wait_for_jobs
 from smtpserver import Authenticator, password_in, refusing_port, start_server
 from sqlalchemy import select
 
-from bulkimport.background import wait_for_jobs
 from bulkimport.clock import clock_of
 from bulkimport.extensions import db
-from bulkimport.login import authenticate
 from bulkimport.mailing.throttle import LocalThrottle, RedisThrottle
 from bulkimport.models import Invitation, User
 from bulkimport.sweep import sweep

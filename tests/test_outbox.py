@@ -4,16 +4,13 @@ deleted by the application's clock, and the page says the outbox is not for prod
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 from conftest import import_file, login_admin, sample
 from smtpserver import password_in
 from test_mailing import drain
 
-from bulkimport.mailing import transport
 from bulkimport.mailing.transport import build_message, transport_for
-from bulkimport.models import utcnow
 
 
 def outbox_files(app) -> list[Path]:
@@ -53,33 +50,35 @@ def test_a_password_in_the_subject_is_masked_too(app_factory):
     assert secret not in page + message and "Your password is ••••••••" in page
 
 
-def test_old_files_are_deleted_when_the_outbox_is_listed_or_written(app_factory, monkeypatch):
-    app = app_factory(MAIL_SERVER="", OUTBOX_RETENTION_DAYS=7)
+# The administrator's session outlives the weeks these tests move the clock by.
+LONG_SESSION = {"SESSION_IDLE_MINUTES": 60 * 24 * 36500, "SESSION_MAX_HOURS": 24 * 36500}
+
+
+def test_old_files_are_deleted_when_the_outbox_is_listed_or_written(app_factory, clock):
+    app = app_factory(MAIL_SERVER="", OUTBOX_RETENTION_DAYS=7, **LONG_SESSION)
     client = login_admin(app)
     import_file(client, sample("minimal.csv"))
     assert drain(app) == {"sent": 3}
     assert len(outbox_files(app)) == 6  # each .eml with its masked .json
-    start = utcnow()
-    monkeypatch.setattr(transport, "utcnow", lambda: start + timedelta(days=6, hours=23))
+    clock.advance(days=6, hours=23)
     assert client.get("/admin/system/outbox").get_data(as_text=True).count("<tr><td>") == 3
     assert len(outbox_files(app)) == 6  # younger than a week: kept
-    monkeypatch.setattr(transport, "utcnow", lambda: start + timedelta(days=7, minutes=1))
+    clock.advance(hours=1, minutes=1)  # a week and a minute
     with app.app_context(), transport_for(app.config, app.instance_path) as outbox:
         outbox.send(build_message(sender="noreply@localhost", recipient="a@example.com",
                                   subject="New", text="new", html="<p>new</p>"))
     assert [f.suffix for f in outbox_files(app)] == [".eml", ".json"]  # only the new one
-    monkeypatch.setattr(transport, "utcnow", lambda: start + timedelta(days=15))
+    clock.advance(days=8)
     page = client.get("/admin/system/outbox").get_data(as_text=True)
     assert "The outbox is empty." in page and outbox_files(app) == []
     assert "Files older than 7 days\nare deleted" in page
 
 
-def test_a_retention_of_zero_keeps_every_file(app_factory, monkeypatch):
-    app = app_factory(MAIL_SERVER="", OUTBOX_RETENTION_DAYS=0)
+def test_a_retention_of_zero_keeps_every_file(app_factory, clock):
+    app = app_factory(MAIL_SERVER="", OUTBOX_RETENTION_DAYS=0, **LONG_SESSION)
     client = login_admin(app)
     import_file(client, sample("minimal.csv"))
     drain(app)
-    start = utcnow()
-    monkeypatch.setattr(transport, "utcnow", lambda: start + timedelta(days=3650))
+    clock.advance(days=3650)
     assert client.get("/admin/system/outbox").status_code == 200
     assert len(outbox_files(app)) == 6

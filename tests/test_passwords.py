@@ -17,6 +17,7 @@ from conftest import (
     login_admin,
     sample,
     upload,
+    wait_for_jobs,
 )
 from sqlalchemy import select
 
@@ -167,7 +168,6 @@ def test_bad_policy_values_are_refused_and_nothing_is_saved(app, client, changes
 
 def send_invitations_now(app) -> None:
     """Run the sweep that enqueues due invitations, and the in-process jobs it starts."""
-    from bulkimport.background import wait_for_jobs
     from bulkimport.sweep import sweep
 
     with app.app_context():
@@ -399,7 +399,9 @@ def test_a_valid_temporary_password_logs_in_with_a_reminder(app, clock):
 
 
 def test_an_expired_invitation_shows_as_expired_with_resend(app_factory, clock):
-    app = app_factory(MAIL_RATE_PER_MINUTE=0)
+    # The administrator's session outlives the week the clock moves by.
+    app = app_factory(MAIL_RATE_PER_MINUTE=0, SESSION_IDLE_MINUTES=60 * 24 * 30,
+                      SESSION_MAX_HOURS=24 * 30)
     client = login_admin(app)
     heading, jsmith, others = sample("minimal.csv").split(b"\n", 2)
     import_file(client, heading + b"\n" + jsmith + b"\n")

@@ -9,10 +9,17 @@ import io
 import re
 
 import pytest
-from conftest import batch_id_of, choose_all, import_file, login_admin, sample, upload
+from conftest import (
+    batch_id_of,
+    choose_all,
+    import_file,
+    login_admin,
+    sample,
+    upload,
+    wait_for_jobs,
+)
 from sqlalchemy import select
 
-from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
 from bulkimport.models import AuditEvent, ProfileField, ProfileValue, User
 from bulkimport.profile import parse_date, parse_number

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import re
 
-from conftest import batch_id_of, choose_all, import_file, sample, table_snapshot, upload
+from conftest import (
+    batch_id_of,
+    choose_all,
+    import_file,
+    sample,
+    table_snapshot,
+    upload,
+    wait_for_jobs,
+)
 from sqlalchemy import select
 
-from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
 from bulkimport.models import ImportBatch, Invitation, User
 from bulkimport.security import verify_password

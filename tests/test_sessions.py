@@ -8,7 +8,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
-from conftest import ADMIN_PASSWORD, import_file, login_admin, sample
+from conftest import ADMIN_PASSWORD, import_file, login_admin, sample, wait_for_jobs
 from sqlalchemy import func, select, update
 
 from bulkimport.accounts import create_admin
@@ -154,7 +154,6 @@ def test_expired_sessions_are_purged_at_the_users_next_login(app_factory):
 
 def send_invitations_now(app) -> None:
     """Run the sweep that enqueues due invitations, and the in-process jobs it starts."""
-    from bulkimport.background import wait_for_jobs
     from bulkimport.sweep import sweep
 
     with app.app_context():

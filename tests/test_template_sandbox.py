@@ -18,10 +18,9 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from conftest import import_file, login_admin
+from conftest import import_file, login_admin, wait_for_jobs
 from sqlalchemy import select
 
-from bulkimport.background import wait_for_jobs
 from bulkimport.extensions import db
 from bulkimport.mailing.templating import INVITATION
 from bulkimport.models import Invitation, TemplateVersion, User
