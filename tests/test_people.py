@@ -79,3 +79,14 @@ def test_too_large_upload_gets_a_friendly_page(app_factory, admin):
 @pytest.mark.parametrize("path", ["/admin/people", "/admin/people/invitations"])
 def test_odd_page_numbers_do_not_break_pages(app, client, path, page):
     assert client.get(path, query_string={"page": page}).status_code == 200
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("download=1", 'attachment; filename="Intranet-Lyon-users-2026-12-01.csv"'),
+    ("blank=1", 'attachment; filename="Intranet-Lyon-users-template.csv"')])
+def test_exported_files_are_named_with_the_site_and_the_date(app_factory, query, expected):
+    from conftest import login_admin
+
+    app = app_factory(SITE_NAME="Intranet Lyon")
+    response = login_admin(app).get(f"/admin/people/export?{query}")
+    assert response.headers["Content-Disposition"] == expected
