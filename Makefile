@@ -37,10 +37,11 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
 
-## worker: an RQ worker for mail and imports, in the app, with RQ's scheduler (needs Redis)
+## worker: an RQ worker for mail and imports, in the app (needs Redis); the app's own sweep
+## schedules retries, so RQ's scheduler (a child process a killed worker would leave behind) is not run
 worker: $(VENV)/.installed
 	$(BIN)/rq worker --url "$${BULKIMPORT_REDIS_URL:?set BULKIMPORT_REDIS_URL}" \
-		--worker-class bulkimport.worker.Worker --with-scheduler \
+		--worker-class bulkimport.worker.Worker \
 		--serializer rq.serializers.JSONSerializer mail imports
 
 ## bench: speed and memory figures, as ratios to raw floors measured in the same run

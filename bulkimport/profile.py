@@ -30,7 +30,12 @@ MONTH_FIRST = ("%m/%d/%Y", "%m/%d/%y")
 
 
 class FieldError(Exception):
-    """A field definition or change that cannot be made; the message says why."""
+    """A field definition or change that cannot be made; the message says why, and `problems`
+    maps each part of the definition (name, label, type, options, unique) to its sentences."""
+
+    def __init__(self, problems: dict[str, list[str]]):
+        super().__init__(" ".join(m for messages in problems.values() for m in messages))
+        self.problems = problems
 
 
 def active_fields(session: Session) -> list[ProfileField]:
@@ -144,30 +149,35 @@ class FieldDefinition:
 
 
 def check_definition(session: Session, definition: FieldDefinition,
-                     field: ProfileField | None = None) -> list[str]:
-    """Every problem with a new or changed definition."""
-    problems = []
+                     field: ProfileField | None = None) -> dict[str, list[str]]:
+    """Every problem with a new or changed definition, by the part it concerns (name, label,
+    type, options), so that the form shows each beside its field."""
+    problems: dict[str, list[str]] = {}
+
+    def refuse(part: str, message: str) -> None:
+        problems.setdefault(part, []).append(message)
+
     if not NAME.match(definition.name):
-        problems.append("The symbolic name must start with a lower-case letter and hold only "
+        refuse("name", "The symbolic name must start with a lower-case letter and hold only "
                         "a-z, 0-9 and _ (at most 40), e.g. department or start_date.")
     elif normalise_heading(definition.name) in HEADING_ALIASES:
-        problems.append(f"“{definition.name}” is already a standard column of the CSV file.")
+        refuse("name", f"“{definition.name}” is already a standard column of the CSV file.")
     else:
         other = session.scalar(select(ProfileField).where(
             ProfileField.name == definition.name))
         if other is not None and other is not field:
-            problems.append(f"A field named “{definition.name}” already exists"
-                            + (" (retired)." if other.retired else "."))
+            refuse("name", f"A field named “{definition.name}” already exists"
+                   + (" (retired)." if other.retired else "."))
     if not definition.label.strip():
-        problems.append("Give the field a label, as shown to administrators.")
+        refuse("label", "Give the field a label, as shown to administrators.")
     if definition.type not in ProfileField.TYPES:
-        problems.append("Choose a type.")
+        refuse("type", "Choose a type.")
     if definition.type == ProfileField.CHOICE:
         if not definition.options:
-            problems.append("A choice field needs its options, one per line.")
+            refuse("options", "A choice field needs its options, one per line.")
         folded = [fold_key(o) for o in definition.options]
         if len(set(folded)) != len(folded):
-            problems.append("Two options are the same (ignoring case).")
+            refuse("options", "Two options are the same (ignoring case).")
     return problems
 
 
@@ -175,7 +185,7 @@ def create_field(session: Session, definition: FieldDefinition, *, actor_id: int
     """Add a field after checking its definition. The caller commits."""
     problems = check_definition(session, definition)
     if problems:
-        raise FieldError(" ".join(problems))
+        raise FieldError(problems)
     field = ProfileField(name=definition.name, label=definition.label.strip(),
                          type=definition.type, options=definition.options,
                          required=definition.required, unique=definition.unique)
@@ -231,10 +241,11 @@ def change_field(session: Session, field: ProfileField, definition: FieldDefinit
     problems = check_definition(session, definition, field)
     impact = impact or change_impact(session, field, definition)
     if impact.duplicates:
-        problems.append(f"{impact.duplicates} users share a value of this field, so it cannot "
-                        "become unique; make their values different first.")
+        problems.setdefault("unique", []).append(
+            f"{impact.duplicates} users share a value of this field, so it cannot become "
+            "unique; make their values different first.")
     if problems:
-        raise FieldError(" ".join(problems))
+        raise FieldError(problems)
     before = {"name": field.name, "type": field.type, "options": field.options,
               "required": field.required, "unique": field.unique, "label": field.label}
     field.name, field.label, field.type = definition.name, definition.label.strip(), \

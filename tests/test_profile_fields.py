@@ -391,3 +391,20 @@ def test_the_audit_log_records_and_filters_events_without_passwords(app):
     nobody = client.get("/admin/system/audit", query_string={"user": "nobody"}).get_data(
         as_text=True)
     assert "There is no user named “nobody”." in nobody and "<tr data-action=" not in nobody
+
+
+@pytest.mark.parametrize(("data", "part", "message"), [
+    ({"name": "site", "label": "Site", "type": "choice", "options": ""}, "options",
+     "A choice field needs its options, one per line."),
+    ({"name": "site", "label": "Site", "type": "choice", "options": "Paris\nparis"}, "options",
+     "Two options are the same (ignoring case)."),
+    ({"name": "email", "label": "E-mail", "type": "text", "options": ""}, "name",
+     "“email” is already a standard column of the CSV file."),
+])
+def test_a_refused_field_shows_each_problem_beside_its_field(client, data, part, message):
+    response = client.post("/admin/people/fields/new", data=data)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    beside = page.index(f'name="{part}"')  # the control, then its own error
+    following = page.index('name="required"')
+    assert beside < page.index(message, beside) < following

@@ -32,6 +32,12 @@ def fields():
                            counts=value_counts(db.session), type_names=TYPE_NAMES)
 
 
+def _show(form: FieldForm, problems: dict[str, list[str]]) -> None:
+    """Put each problem beside the form field it concerns."""
+    for part, messages in problems.items():
+        form[part].errors = list(messages)
+
+
 def _definition(form: FieldForm) -> FieldDefinition:
     return FieldDefinition(name=(form.name.data or "").strip(), label=form.label.data or "",
                            type=form.type.data, options=form.option_list(),
@@ -51,7 +57,7 @@ def new_field():
             field = create_field(db.session, _definition(form), actor_id=current_user.id)
         except FieldError as exc:
             db.session.rollback()
-            form.name.errors = [str(exc)]
+            _show(form, exc.problems)
         else:
             db.session.commit()
             flash(f"The field “{field.name}” has been created; a CSV column headed "
@@ -77,7 +83,7 @@ def edit_field(field_id: int):
         problems = check_definition(db.session, definition, field)
         impact = change_impact(db.session, field, definition)
         if problems:
-            form.name.errors = problems
+            _show(form, problems)
         elif impact.needs_confirmation and not form.confirm.data:
             form.confirm.errors = ["Read what this change does and tick the box to go ahead."]
         else:
@@ -86,7 +92,7 @@ def edit_field(field_id: int):
                              impact=impact)
             except FieldError as exc:
                 db.session.rollback()
-                form.name.errors = [str(exc)]
+                _show(form, exc.problems)
             else:
                 db.session.commit()
                 flash(f"The field “{field.name}” has been saved.", "success")
