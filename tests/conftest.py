@@ -322,3 +322,13 @@ def authenticate(session, username: str, password: str):
     from bulkimport.login import check_credentials
 
     return check_credentials(session, username, password)[0]
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) for one test: (controller, handler)."""
+    from smtpserver import start_server
+
+    controller, handler = start_server()  # aiosmtpd does not offer SMTPUTF8 unless told to
+    yield controller, handler
+    controller.stop()

@@ -86,6 +86,11 @@ class FaultyHandler:
             return sum(1 for _, a, _ in self.accepted if a == address.lower())
 
 
+def parse_message(raw: bytes):
+    """A raw message as an EmailMessage, headers and parts decoded."""
+    return BytesParser(policy=policy.default).parsebytes(raw)
+
+
 def password_in(raw: bytes) -> str:
     """The password written in an invitation's text part."""
     message = BytesParser(policy=policy.default).parsebytes(raw)

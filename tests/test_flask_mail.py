@@ -10,14 +10,12 @@ import ipaddress
 import smtplib
 import ssl
 import time
-from email import policy
-from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
 
 import flask_mail
 import pytest
 from conftest import import_file, login_admin, sample, wait_for_jobs
-from smtpserver import password_in, start_server
+from smtpserver import parse_message, password_in, start_server
 from sqlalchemy import select
 from test_mailing import assert_invariant, drain, mail_config, make_csv
 
@@ -27,17 +25,6 @@ from bulkimport.mailing.transport import SendFailure, SMTPTransport, build_messa
 from bulkimport.models import Invitation
 
 SENDER = "Example Intranet <noreply@people.example.org>"
-
-
-@pytest.fixture
-def smtp():
-    controller, handler = start_server()
-    yield controller, handler
-    controller.stop()
-
-
-def parse(raw: bytes):
-    return BytesParser(policy=policy.default).parsebytes(raw)
 
 
 def test_invitations_are_sent_by_flask_mail_with_text_and_html_alternatives(app_factory, smtp):
@@ -53,7 +40,7 @@ def test_invitations_are_sent_by_flask_mail_with_text_and_html_alternatives(app_
     assert_invariant(app, handler)
     message_ids = set()
     for _, address, raw in handler.accepted:
-        message = parse(raw)
+        message = parse_message(raw)
         alternative = next(p for p in message.walk()
                            if p.get_content_type() == "multipart/alternative")
         assert [p.get_content_type() for p in alternative.iter_parts()] == [
@@ -82,7 +69,7 @@ def test_a_template_with_a_long_line_is_delivered(app_factory, smtp):
     import_file(client, make_csv(1))
     assert drain(app) == {"sent": 1}
     [(_, _, raw)] = handler.accepted
-    html = parse(raw).get_body(preferencelist=("html",)).get_content()
+    html = parse_message(raw).get_body(preferencelist=("html",)).get_content()
     assert "Welcome to the intranet. " * 80 in html
     assert max(len(line) for line in raw.splitlines()) <= 998
     assert_invariant(app, handler)

@@ -6,13 +6,11 @@ whose e-mail may have been accepted."""
 
 from __future__ import annotations
 
-from email import policy
-from email.parser import BytesParser
 from unittest import mock
 
 import pytest
 from conftest import authenticate, batch_id_of, import_file, login_admin, upload
-from smtpserver import password_in, start_server
+from smtpserver import parse_message, password_in, start_server
 from sqlalchemy import select, update
 from test_mailing import assert_invariant, drain, mail_config, make_csv
 
@@ -26,17 +24,6 @@ IDN_CSV = ("username,firstname,surname,email\n"
            "sharp,Sven,Strasse,s@straße.de\n").encode()
 
 
-@pytest.fixture
-def smtp():
-    controller, handler = start_server()  # aiosmtpd does not offer SMTPUTF8 unless told to
-    yield controller, handler
-    controller.stop()
-
-
-def parse(raw: bytes):
-    return BytesParser(policy=policy.default).parsebytes(raw)
-
-
 def test_an_internationalised_domain_is_sent_as_punycode(app_factory, smtp):
     controller, handler = smtp
     app = app_factory(**mail_config(controller, MAIL_GIVE_UP_HOURS=2 / 3600))
@@ -47,7 +34,7 @@ def test_an_internationalised_domain_is_sent_as_punycode(app_factory, smtp):
     usernames = {"idn@xn--bcher-kva.de": "idn", "s@xn--strae-oqa.de": "sharp"}
     with app.app_context():
         for _, address, raw in handler.accepted:
-            message = parse(raw)
+            message = parse_message(raw)
             assert message["To"] == address and not message.defects
             assert authenticate(db.session, usernames[address], password_in(raw)) is not None
             db.session.rollback()
@@ -99,10 +86,10 @@ def test_the_outbox_writes_an_internationalised_domain_as_a_valid_header(app_fac
     from pathlib import Path
 
     files = sorted((Path(app.instance_path) / "outbox").glob("*.eml"))
-    to = sorted(str(parse(f.read_bytes())["To"].addresses[0].domain) for f in files)
+    to = sorted(str(parse_message(f.read_bytes())["To"].addresses[0].domain) for f in files)
     assert to == ["xn--bcher-kva.de", "xn--strae-oqa.de"]
     for f in files:
-        assert f.read_bytes().isascii() and not parse(f.read_bytes()).defects
+        assert f.read_bytes().isascii() and not parse_message(f.read_bytes()).defects
 
 
 def test_a_connection_lost_before_data_is_not_sent_and_keeps_no_password(app_factory, smtp):

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from conftest import REDIS_URL, import_file, login_admin, require
-from smtpserver import start_server
 from sqlalchemy import func, select, text
 from test_mailing import FAULTS, assert_invariant, make_csv
 
@@ -33,13 +32,6 @@ def redis():
     connection.flushdb()
     yield connection
     connection.flushdb()
-
-
-@pytest.fixture
-def smtp():
-    controller, handler = start_server()
-    yield controller, handler
-    controller.stop()
 
 
 @pytest.fixture

@@ -26,13 +26,6 @@ def make_csv(count: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-@pytest.fixture
-def smtp():
-    controller, handler = start_server()
-    yield controller, handler
-    controller.stop()
-
-
 def mail_config(controller, **extra) -> dict:
     """Settings for sending to `controller` (None when `extra` gives the MAIL_PORT)."""
     # MAIL_TIMEOUT: long enough that a busy machine never times out a healthy exchange, since
