@@ -82,20 +82,22 @@ def session_user(session: Session, token: str | None) -> User | None:
         return None
     now = utcnow()
     digest = _digest(str(token))
-    with session.get_bind().begin() as connection:
-        found = connection.execute(
-            select(LoginSession.user_id, LoginSession.created_at, LoginSession.last_seen_at,
-                   User.active, User.temp_password_expires_at)
-            .join(User, User.id == LoginSession.user_id)
-            .where(LoginSession.id == digest)).first()
-        if found is None or _expired(found.created_at, found.last_seen_at, now):
-            return None
-        expires = found.temp_password_expires_at
-        if not found.active or (expires is not None and expires <= now):
-            connection.execute(delete(LoginSession).where(
-                LoginSession.user_id == found.user_id))
-            return None
-        if now - found.last_seen_at >= min(TOUCH_EVERY, _limits()[0] / 10):
+    # One query for the session and its user, in the request's own session (the user is the
+    # one Flask-Login keeps); a connection of its own only when there is something to write.
+    found = session.execute(
+        select(User, LoginSession.created_at, LoginSession.last_seen_at)
+        .join(LoginSession, LoginSession.user_id == User.id)
+        .where(LoginSession.id == digest)).first()
+    if found is None or _expired(found.created_at, found.last_seen_at, now):
+        return None
+    user = found.User
+    expires = user.temp_password_expires_at
+    if not user.active or (expires is not None and expires <= now):
+        with session.get_bind().begin() as connection:
+            connection.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+        return None
+    if now - found.last_seen_at >= min(TOUCH_EVERY, _limits()[0] / 10):
+        with session.get_bind().begin() as connection:
             connection.execute(update(LoginSession).where(LoginSession.id == digest)
                                .values(last_seen_at=now))
-    return session.get(User, found.user_id)
+    return user

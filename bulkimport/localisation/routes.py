@@ -3,8 +3,6 @@ Edit Notification Template page (save, preview, test e-mail, versions, reset).""
 
 from __future__ import annotations
 
-import re
-
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
@@ -31,13 +29,11 @@ from ..mailing.languages import (
 from ..mailing.templating import NotificationTemplate, RenderError, render
 from ..mailing.transport import SendFailure
 from ..models import Language, TemplateVersion, User, fold_key
-from ..web import form_status
+from ..web import form_status, whole_number
 from . import bp
 from .forms import DefaultLanguageForm, LanguageForm, RestoreForm, TemplateForm
 
 PASSWORD_MASK = "••••••••••••"
-VERSION_ID = re.compile(r"[0-9]{1,10}")
-MAX_ID = 2**31 - 1
 
 
 @bp.get("")
@@ -195,11 +191,10 @@ def _send_test(template: NotificationTemplate, language: str) -> list[str]:
 
 def _compare(version_id: str | None, current: NotificationTemplate, name: str, language: str):
     """(version, {part: diff lines}) of the version asked for against the template in force."""
-    # ASCII digits only: str.isdigit() accepts "²", which int() refuses; and no number past the
-    # 32-bit id column, which PostgreSQL would refuse.
-    if not version_id or not VERSION_ID.fullmatch(version_id) or int(version_id) > MAX_ID:
+    number = whole_number(version_id)  # ASCII digits, under the 32-bit id column's limit
+    if number is None:
         return None
-    version = db.session.get(TemplateVersion, int(version_id))
+    version = db.session.get(TemplateVersion, number)
     if version is None or (version.name, version.language) != (name, language) \
             or version.kind == TemplateVersion.RESET:
         return None
