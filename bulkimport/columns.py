@@ -198,21 +198,27 @@ def _as_is(value: str, _context: CheckContext) -> tuple[Any, list[str]]:
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("username", "username", _clean_username, ("user", "login", "loginname"),
+    Column("username", "username", _clean_username,
+           ("user", "login", "loginname", "userid", "userlogin", "samaccountname",
+            "accountname"),
            required=True, compared=True, updatable=True, exported=True),
-    Column("firstname", "firstname", _clean_name("firstname"), ("givenname", "forename"),
+    Column("firstname", "firstname", _clean_name("firstname"),
+           ("givenname", "forename", "first"),
            required=True, compared=True, updatable=True, exported=True),
-    Column("surname", "surname", _clean_name("surname"), ("lastname", "familyname"),
+    Column("surname", "surname", _clean_name("surname"),
+           ("lastname", "familyname", "sn", "last"),
            required=True, compared=True, updatable=True, exported=True),
-    Column("email", "email", _clean_email, ("emailaddress", "mail"),
+    Column("email", "email", _clean_email,
+           ("emailaddress", "mail", "useremail", "mailaddress", "emailid"),
            required=True, compared=True, updatable=True, exported=True),
-    Column("language", "language", _clean_language, ("lang",),
+    Column("language", "language", _clean_language, ("lang", "locale", "preferredlanguage"),
            compared=True, updatable=True, exported=True),
     Column("must_change_password", "Change password next time", _clean_change_password,
-           ("mustchangepassword", "forcepasswordchange"),
+           ("mustchangepassword", "forcepasswordchange", "changepasswordatnextsignin",
+            "changepasswordatnextlogon", "forcechangepassword"),
            compared=True, updatable=True, exported=True, flag=True),
     # Checked against the password policy with the whole row, then sealed (see validation).
-    Column("password", "password", _as_is),
+    Column("password", "password", _as_is, ("userpass", "initialpassword", "pass", "pwd")),
 )
 
 BY_KEY: dict[str, Column] = {column.key: column for column in COLUMNS}

@@ -9,7 +9,16 @@ from datetime import datetime
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Enum,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .clock import utcnow
@@ -158,6 +167,14 @@ class ImportBatch(db.Model):
     # [{"heading": "E-mail", "field": "email"}, …]; field is None for unknown columns.
     columns: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     counts: Mapped[dict[str, int]] = mapped_column(JSON)
+    # importing.mapping.Mapping.to_json(): what each column becomes, the preset, derivations.
+    mapping: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    sheet: Mapped[str | None] = mapped_column(String(100))  # the workbook sheet read
+    # "Also set the passwords of existing users": else a file's passwords are for new users.
+    update_passwords: Mapped[bool] = mapped_column(default=False, server_default="0")
+    # What the review page tells besides the rows: the other plausible encodings, an empty
+    # password column ignored, a password column that conflicts with generated passwords.
+    notes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Touched by every change, progress included: a queued or applying batch whose updated_at
     # stops moving has lost its job (see importing.submission.recover_stale_batches).
@@ -173,6 +190,16 @@ class ImportBatch(db.Model):
     owner: Mapped[User] = relationship()
 
     @property
+    def needs_mapping(self) -> bool:
+        """Whether the columns wait for the administrator's mapping before rows can be checked."""
+        return bool((self.notes or {}).get("needs_mapping"))
+
+    @property
+    def blocked(self) -> str | None:
+        """Why the rows could not be checked with the chosen options (then none are staged)."""
+        return (self.notes or {}).get("blocked")
+
+    @property
     def unknown_columns(self) -> list[str]:
         """Headings that match no field; their values are not imported."""
         return [c["heading"] for c in self.columns if c["field"] is None]
@@ -181,6 +208,35 @@ class ImportBatch(db.Model):
     def is_open(self) -> bool:
         """Whether the batch can still be reviewed and submitted."""
         return self.status in (self.STAGED, self.FAILED)
+
+
+class UploadFile(db.Model):
+    """The uploaded bytes of an open batch, encrypted (a file may hold passwords), kept so that a
+    changed mapping, encoding or option reads it again without another upload; deleted with
+    the staged rows."""
+
+    __tablename__ = "upload_files"
+
+    batch_id: Mapped[int] = mapped_column(
+        ForeignKey("import_batches.id", ondelete="CASCADE"), primary_key=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SavedMapping(db.Model):
+    """A column mapping an administrator confirmed, proposed again for files with the same
+    headings (`signature`: importing.mapping.headings_signature)."""
+
+    __tablename__ = "saved_mappings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    signature: Mapped[str] = mapped_column(String(64), unique=True)
+    mapping: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    used_at: Mapped[datetime | None]
 
 
 class ImportRow(db.Model):

@@ -47,6 +47,19 @@ def unseal_password(token: str, secret_key: str) -> str:
         raise ValueError("a staged password cannot be decrypted (SECRET_KEY changed?)") from None
 
 
+def seal_file(data: bytes, secret_key: str) -> bytes:
+    """Encrypt an uploaded file kept while its batch is open (it may hold passwords)."""
+    return _fernet(secret_key).encrypt(data)
+
+
+def unseal_file(token: bytes, secret_key: str) -> bytes:
+    """Decrypt a file sealed by `seal_file`; raises ValueError if the key has changed."""
+    try:
+        return _fernet(secret_key).decrypt(token)
+    except InvalidToken:
+        raise ValueError("a staged file cannot be decrypted (SECRET_KEY changed?)") from None
+
+
 # No look-alikes (0/O, 1/l/I) so that a password read from an e-mail can be typed without doubt.
 PASSWORD_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 

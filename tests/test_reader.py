@@ -10,12 +10,13 @@ import zipfile
 
 import pytest
 
+from bulkimport.columns import normalise_heading
+from bulkimport.importing.mapping import propose
 from bulkimport.importing.reader import (
+    check_headings,
     FileProblem,
     Table,
     detect_delimiter,
-    map_headings,
-    normalise_heading,
     read_table,
 )
 
@@ -107,9 +108,9 @@ BAD_FILES = {
     "missing-required-headings": (utf8("username,firstname\njsmith,John\n"), {},
                                   "Line 1: required columns missing: surname, email.", 1),
     "missing-all-required-headings": (utf8("name,mail address\nJohn,j@example.com\n"), {},
-                                      "required columns missing: username, firstname, surname, "
-                                      "email. The first line must name the columns username, "
-                                      "firstname, surname and email (found: name, mail address)",
+                                      "required column missing: username. The first line must "
+                                      "name the columns username, firstname, surname and email "
+                                      "(found: name, mail address)",
                                       1),
     "one-column-file": (utf8("username\njsmith\napatel\n"), {},
                         "Line 1: required columns missing: firstname, surname, email.", 1),
@@ -445,11 +446,12 @@ def test_headings_are_trimmed_but_values_are_left_for_validation():
     assert table.records[0].cells == ["  jsmith ", "  John", "Smith  ", " j@x.com "]
 
 
-def test_map_headings_refuses_like_read_table():
-    assert map_headings(["E-mail", "Login", "Given name", "Family name", "Notes"]) == [
-        "email", "username", "firstname", "surname", None]
+def test_headings_are_mapped_and_checked_like_read_table():
+    headings = ["E-mail", "Login", "Given name", "Family name", "Notes"]
+    assert propose(headings).fields() == ["email", "username", "firstname", "surname", None]
+    headings = ["Email address", "username", "firstname", "surname", "mail"]
     with pytest.raises(FileProblem, match="duplicates column 1"):
-        map_headings(["Email address", "username", "firstname", "surname", "mail"])
+        check_headings(headings, propose(headings))
 
 
 # ---- rows ------------------------------------------------------------------------------------

@@ -64,9 +64,7 @@ ROWS = {
     "too-many-fields": (["ann,Ann,Lee,ann@example.com,extra"], (ERROR, [
         "The row has 5 fields, more than the 4 columns of the heading line (a stray delimiter "
         "or a missing quote?)."]), {}),
-    "too-few-fields": (["ann,Ann,Lee"], (ERROR, [
-        "The row has 3 fields, fewer than the 4 columns of the heading line (a stray delimiter "
-        "or a missing quote?)."]), {}),
+    "too-few-fields": (["ann,Ann,Lee"], (ERROR, ["email is missing."]), {}),
     "username-twice-ignoring-case": (["Ann,Ann,Lee,ann@example.com",
                                       "ANN,Ann,Lee,ann2@example.com"], (ERROR, [
         "username “Ann” appears 2 times in the file, ignoring case (lines 2, 3)."]), {}),
@@ -118,8 +116,8 @@ PASSWORDS = {
         "The password must be at least 12 characters long (it has 5)."])),
     "existing-user-keeps-the-password": ("jsmith,John,Smith,john.smith@example.com,",
                                          (NOCHANGE, [])),
-    "existing-user-gets-a-new-password": (
-        "jsmith,John,Smith,john.smith@example.com,correct-horse-battery-1", (UPDATE, [])),
+    "existing-user-password-is-for-new-users-only": (
+        "jsmith,John,Smith,john.smith@example.com,correct-horse-battery-1", (NOCHANGE, [])),
 }
 
 
@@ -130,6 +128,18 @@ def test_passwords_from_the_file_follow_the_policy(app, line, expected):
     assert "password" not in first.values or first.values["password"].startswith("gAAAA")
 
 
+@pytest.mark.parametrize(("update_passwords", "expected", "ignored"),
+                         [(False, NOCHANGE, True), (True, UPDATE, False)])
+def test_existing_users_keep_their_password_unless_asked(app, update_passwords, expected,
+                                                        ignored):
+    line = "jsmith,John,Smith,john.smith@example.com,correct-horse-battery-1"
+    result = plan(app, [line], f"{HEADING},password", generate=False,
+                  update_passwords=update_passwords)
+    assert result.rows[0].action == expected
+    assert result.counts["password_ignored"] == ignored
+    assert ("password" in result.rows[0].values) == update_passwords
+
+
 def test_an_update_lists_old_and_new_values_and_the_counts_add_up(app):
     result = plan(app, ["jsmith,Johnny,Smyth,john.smith@example.com",
                         "ann,Ann,Lee,ann@example.com", "bea,Bea,,bea@example.com"])
@@ -138,7 +148,7 @@ def test_an_update_lists_old_and_new_values_and_the_counts_add_up(app):
     assert update.user_id is not None and add.user_id is None
     assert [r.line for r in result.rows] == [2, 3, 4]
     assert result.counts == {ADD: 1, UPDATE: 1, NOCHANGE: 0, ERROR: 1, "duplicate": 0,
-                             "total": 3}
+                             "short": 0, "need_password": 0, "password_ignored": 0, "total": 3}
 
 
 def test_a_password_column_while_generating_refuses_the_file(app):

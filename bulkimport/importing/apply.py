@@ -11,7 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import current_app
-from sqlalchemy import JSON, DateTime, bindparam, case, insert, literal, null, select, update
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    bindparam,
+    case,
+    delete,
+    insert,
+    literal,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
@@ -25,12 +36,14 @@ from ..models import (
     ProfileField,
     ProfileValue,
     RowOutcome,
+    UploadFile,
     User,
     fold_key,
     utcnow,
 )
 from ..profile import unique_key
 from ..security import hash_password, new_session_epoch, unseal_password
+from .mapping import FULL_NAME
 
 # Columns of `users` that an Update may change; "password" is handled apart.
 OPEN_STATES = (ImportBatch.STAGED, ImportBatch.FAILED)
@@ -185,7 +198,7 @@ def _write_profile_values(session: Session, batch: ImportBatch, adds: list[Row],
                           updates: list[Row]) -> None:
     """Store the custom profile values of the added users and the changed values of the updated
     ones (a changed value is deleted, then inserted unless it was cleared)."""
-    names = {c["field"] for c in batch.columns if c["field"]} - set(BY_KEY)
+    names = {c["field"] for c in batch.columns if c["field"]} - {*BY_KEY, FULL_NAME}
     if not names:
         return
     fields = {f.name: f for f in session.scalars(select(ProfileField).where(
@@ -299,7 +312,8 @@ def _recheck(session: Session, adds: list[Row], updates: list[Row]) -> str | Non
 
 
 def _record_outcomes(session: Session, batch_id: int) -> None:
-    """Set every row's outcome and purge the staged values, in one set-based statement."""
+    """Set every row's outcome and purge the staged values (in one set-based statement) and the
+    kept file."""
     outcome = case((ImportRow.choice == ImportRow.ADD, RowOutcome.ADDED.value),
                    (ImportRow.choice == ImportRow.UPDATE, RowOutcome.UPDATED.value),
                    (ImportRow.proposed == ImportRow.ERROR, RowOutcome.ERROR.value),
@@ -307,6 +321,7 @@ def _record_outcomes(session: Session, batch_id: int) -> None:
     session.execute(update(ImportRow).where(ImportRow.batch_id == batch_id)
                     .values(outcome=outcome, values=null(), raw=null())
                     .execution_options(synchronize_session=False))
+    session.execute(delete(UploadFile).where(UploadFile.batch_id == batch_id))
 
 
 def result_message(row: ImportRow, generate_passwords: bool) -> str:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..columns import HEADING_ALIASES, REQUIRED, normalise_heading
+from .mapping import Mapping, heading_key, is_version_line, propose
 
 # Most columns a file may have (BULKIMPORT_MAX_COLUMNS): every column costs every page that shows
 # the batch, and a 1.5 MB file of 200,000 columns made a 30 MB review page.
@@ -73,6 +73,8 @@ class Table:
     fields: list[str | None]
     records: list[Record] = field(default_factory=list)
     blank_rows: int = 0
+    mapping: Mapping | None = None
+    skipped_first_line: bool = False  # Entra's `version:v1.0` line before the headings
 
     @property
     def encoding_name(self) -> str:
@@ -86,8 +88,13 @@ class Table:
 
     @property
     def unknown_columns(self) -> list[str]:
-        """Headings that match no known field."""
+        """Headings whose columns are not imported."""
         return [h for h, f in zip(self.headings, self.fields, strict=True) if f is None]
+
+    def remap(self, mapping: Mapping) -> None:
+        """Read the columns as `mapping` says (the administrator's or a saved choice)."""
+        self.mapping = mapping
+        self.fields = mapping.fields()
 
     def column(self, field_name: str) -> int | None:
         """Index of the column holding `field_name`, or None if the file has no such column."""
@@ -105,10 +112,14 @@ def read_table(
     fallbacks: tuple[str, ...] | list[str] = ("cp1252",),
     custom_fields: Iterable[str] = (),
     max_columns: int = MAX_COLUMNS,
+    mapping: Mapping | None = None,
+    require_mapped: bool = True,
 ) -> Table:
     """Parse an uploaded file; `encoding` and `delimiter` override detection when given.
     `custom_fields` are the symbolic names of the profile fields a heading may name; a line with
-    more than `max_columns` fields refuses the file."""
+    more than `max_columns` fields refuses the file. Without `mapping`, the headings are mapped
+    as `mapping.propose` reads them; `require_mapped` refuses a file whose mapping leaves a
+    required field without a column (the web's mapping step asks instead)."""
     _refuse_binary(data, encoding)
     text, used_encoding = decode(data, encoding, fallbacks)
     if not text.strip():
@@ -118,16 +129,27 @@ def read_table(
     rows = _parse(text, used_delimiter)
 
     first = next(rows, None)
+    skipped = first is not None and is_version_line(first.cells)
+    if skipped:
+        first = next(rows, None)
+    line = first.line if first is not None else 1
     if first is None or not any(cell.strip() for cell in first.cells):
-        raise FileProblem("Line 1: the first line must hold the column headings.", 1)
+        raise FileProblem(f"Line {line}: the first line must hold the column headings.", line)
     headings = [cell.strip() for cell in first.cells]
     while headings[-1] == "":  # Excel keeps empty columns that once held formatting
         headings.pop()
     width = len(headings)
-    _refuse_too_wide(width, 1, max_columns)
-    fields = map_headings(headings, custom_fields)
-    table = Table(used_encoding, used_delimiter, headings, fields)
-    for record in rows:
+    _refuse_too_wide(width, line, max_columns)
+    records = list(rows)
+    if mapping is None:
+        mapping = propose(headings, custom_fields, [r.cells for r in records[:1000]])
+    check_headings(headings, mapping, line)
+    if require_mapped and mapping.missing:
+        raise FileProblem(missing_message(mapping, line), line)
+    fields = mapping.fields()
+    table = Table(used_encoding, used_delimiter, headings, fields, mapping=mapping,
+                  skipped_first_line=skipped)
+    for record in records:
         if len(record.cells) > width and not any(c.strip() for c in record.cells[width:]):
             record.cells = record.cells[:width]  # empty cells of those empty columns
         _refuse_too_wide(len(record.cells), record.line, max_columns)
@@ -136,7 +158,7 @@ def read_table(
         else:
             table.blank_rows += 1
     if not table.records:
-        raise FileProblem("The file has a heading line but no user rows.", 2)
+        raise FileProblem("The file has a heading line but no user rows.", line + 1)
     return table
 
 
@@ -150,30 +172,28 @@ def _refuse_too_wide(count: int, line: int, max_columns: int) -> None:
             "check the delimiter under Advanced.", line)
 
 
-def map_headings(headings: list[str], custom_fields: Iterable[str] = ()) -> list[str | None]:
-    """The field of every heading (a standard field, a custom field's symbolic name, or None
-    when unknown); raises FileProblem for an empty, duplicated or missing required heading."""
-    aliases = {**{normalise_heading(name): name for name in custom_fields}, **HEADING_ALIASES}
-    fields: list[str | None] = []
+def check_headings(headings: list[str], mapping: Mapping, line: int = 1) -> None:
+    """Raise FileProblem for a heading that is empty or repeats another, by name or by the field
+    it is read as."""
     seen: dict[str, int] = {}
-    for number, heading in enumerate(headings, start=1):
+    for number, (heading, target) in enumerate(zip(headings, mapping.targets, strict=True), 1):
         if not heading:
-            raise FileProblem(f"Line 1: column {number} has no heading.", 1)
-        key = normalise_heading(heading)
-        name = aliases.get(key)
-        if (name or key) in seen:
-            raise FileProblem(
-                f"Line 1: the heading “{heading}” (column {number}) duplicates column "
-                f"{seen[name or key]}; each column must appear once.", 1)
-        seen[name or key] = number
-        fields.append(name)
-    missing = [name for name in REQUIRED if name not in fields]
-    if missing:
-        raise FileProblem(
-            "Line 1: required column" + ("s" if len(missing) > 1 else "") + " missing: "
+            raise FileProblem(f"Line {line}: column {number} has no heading.", line)
+        keys = {heading_key(heading) or heading.casefold()} | ({target} if target else set())
+        for key in keys:
+            if key in seen:
+                raise FileProblem(
+                    f"Line {line}: the heading “{heading}” (column {number}) duplicates column "
+                    f"{seen[key]}; each column must appear once.", line)
+        seen.update(dict.fromkeys(keys, number))
+
+
+def missing_message(mapping: Mapping, line: int = 1, hint: str = "") -> str:
+    """The refusal of a file whose mapping leaves required fields without a column."""
+    missing = mapping.missing
+    return (f"Line {line}: required column" + ("s" if len(missing) > 1 else "") + " missing: "
             + ", ".join(missing) + ". The first line must name the columns username, firstname, "
-            "surname and email (found: " + ", ".join(headings) + ").", 1)
-    return fields
+            "surname and email (found: " + ", ".join(mapping.headings) + ")." + hint)
 
 
 def decode(data: bytes, encoding: str | None, fallbacks) -> tuple[str, str]:

@@ -11,16 +11,32 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, defer
 
-from ..models import ImportBatch, ImportRow, utcnow
+from ..columns import BY_KEY
+from ..models import (
+    ImportBatch,
+    ImportRow,
+    ProfileField,
+    SavedMapping,
+    UploadFile,
+    utcnow,
+)
 from ..profile import active_fields
-from ..security import seal_password, unseal_password
-from .reader import read_table
-from .validation import plan_table
+from ..security import seal_file, seal_password, unseal_file, unseal_password
+from .mapping import (
+    FULL_NAME,
+    NOT_IMPORTED,
+    Mapping,
+    apply_settings,
+    headings_signature,
+)
+from .reader import FileProblem, check_headings, missing_message, read_table
+from .validation import WEB, PasswordColumnConflict, Plan, Wording, plan_table
 
 # Which proposed actions each choice applies to ("skip" applies to every row not in error).
 APPLICABLE = {
@@ -39,56 +55,185 @@ class BatchClosed(Exception):
 
 @dataclass
 class UploadOptions:
-    """What the upload form asks besides the file; None means detect."""
+    """What the upload form (or the CLI) asks besides the file; None means detect."""
 
     generate_passwords: bool = False
     encoding: str | None = None
     delimiter: str | None = None
     clear_empty: bool = False  # "Empty cells clear values"
+    update_passwords: bool = False  # "Also set the passwords of existing users"
+    sheet: str | None = None  # a workbook's sheet (the first by default)
+    mapping: Mapping | None = None  # the administrator's mapping; None: preset, saved or headings
+    map_settings: tuple[str, ...] = ()  # the CLI's --map settings, applied over the proposal
+    # The web asks about columns nobody recognised; the CLI leaves them out (and says so).
+    ask_unresolved: bool = True
+    wording: Wording = WEB
 
 
 def stage_upload(session: Session, owner_id: int, filename: str, data: bytes,
                  options: UploadOptions) -> ImportBatch:
-    """Read, validate and stage an uploaded file; raises FileProblem (writing nothing) when the
-    file as a whole cannot be used."""
+    """Read, validate and stage an uploaded file, keeping it (encrypted) so that a changed
+    mapping or option reads it again; raises FileProblem (writing nothing) when the file as a
+    whole cannot be used."""
+    config = current_app.config
+    now = utcnow()
+    batch = ImportBatch(
+        owner_id=owner_id, filename=filename[:255] or "upload.csv",
+        sha256=hashlib.sha256(data).hexdigest(), size=len(data), created_at=now,
+        expires_at=now + timedelta(hours=config["BATCH_TTL_HOURS"]))
+    plan = _plan_into(session, batch, data, options)
+    session.add(batch)
+    session.flush()
+    session.add(UploadFile(batch_id=batch.id, sealed=seal_file(data, config["SECRET_KEY"])))
+    _insert_rows(session, batch, plan)
+    return batch
+
+
+def replan(session: Session, batch: ImportBatch, **changes: Any) -> None:
+    """Read the batch's kept file again with changed options (`mapping`, `encoding`,
+    `generate_passwords`, `update_passwords`, `sheet`), replacing its staged rows and choices;
+    raises FileProblem (the caller rolls back) when the file cannot be used that way."""
+    stored = session.get(UploadFile, batch.id)
+    if stored is None or not batch.is_open:
+        raise BatchClosed(batch.id)
+    data = unseal_file(stored.sealed, current_app.config["SECRET_KEY"])
+    mapping = Mapping.from_json(batch.mapping) if batch.mapping else None
+    options = UploadOptions(batch.generate_passwords, batch.encoding, batch.delimiter,
+                            batch.clear_empty, batch.update_passwords, batch.sheet, mapping)
+    for name, value in changes.items():
+        setattr(options, name, value)
+    if "encoding" in changes or "sheet" in changes:
+        options.delimiter = None  # detected again, as on upload
+    session.execute(delete(ImportRow).where(ImportRow.batch_id == batch.id))
+    _insert_rows(session, batch, _plan_into(session, batch, data, options))
+
+
+def _plan_into(session: Session, batch: ImportBatch, data: bytes,
+               options: UploadOptions) -> Plan | None:
+    """Read and check `data`, describing it on `batch`; the plan of its rows, or None when
+    they wait for a mapping or an option."""
     config = current_app.config
     fields = active_fields(session)
     table = read_table(data, encoding=options.encoding, delimiter=options.delimiter,
                        fallbacks=config["ENCODING_FALLBACKS"],
                        custom_fields=[f.name for f in fields],
-                       max_columns=config["MAX_COLUMNS"])
-    plan = plan_table(table, session, generate_passwords=options.generate_passwords,
-                      allowed_domains=config["ALLOWED_EMAIL_DOMAINS"],
-                      secret_key=config["SECRET_KEY"], clear_empty=options.clear_empty,
-                      fields=fields)
-    now = utcnow()
-    batch = ImportBatch(
-        owner_id=owner_id, filename=filename[:255] or "upload.csv",
-        sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-        generate_passwords=options.generate_passwords, clear_empty=options.clear_empty,
-        encoding=table.encoding,
-        delimiter=table.delimiter,
-        columns=[{"heading": h, "field": f}
-                 for h, f in zip(table.headings, table.fields, strict=True)],
-        counts=plan.counts, created_at=now,
-        expires_at=now + timedelta(hours=config["BATCH_TTL_HOURS"]),
-    )
-    session.add(batch)
-    session.flush()
-    has_passwords = table.column("password") is not None
+                       max_columns=config["MAX_COLUMNS"], mapping=_usable(options.mapping, fields),
+                       require_mapped=False)
+    mapping = table.mapping
+    assert mapping is not None
+    if options.mapping is None:
+        _apply_saved(session, mapping, fields)
+    if options.map_settings:
+        apply_settings(mapping, options.map_settings, _target_names(fields))
+    if not options.ask_unresolved:
+        mapping.targets = [NOT_IMPORTED if t is None else t for t in mapping.targets]
+    table.remap(mapping)
+    check_headings(table.headings, mapping)
+    batch.generate_passwords = options.generate_passwords
+    batch.clear_empty = options.clear_empty
+    batch.update_passwords = options.update_passwords
+    batch.sheet = options.sheet
+    batch.encoding, batch.delimiter = table.encoding, table.delimiter
+    batch.mapping = mapping.to_json()
+    batch.columns = [{"heading": h, "field": f}
+                     for h, f in zip(table.headings, table.fields, strict=True)]
+    notes: dict[str, Any] = {}
+    if table.skipped_first_line:
+        notes["skipped_first_line"] = True
+    batch.counts, batch.notes = _empty_counts(len(table.records)), notes
+    if not mapping.complete:
+        if not options.ask_unresolved:
+            raise FileProblem(missing_message(mapping, hint=MAP_HINT), 1)
+        notes["needs_mapping"] = True
+        return None
+    try:
+        plan = plan_table(table, session, generate_passwords=options.generate_passwords,
+                          allowed_domains=config["ALLOWED_EMAIL_DOMAINS"],
+                          secret_key=config["SECRET_KEY"], clear_empty=options.clear_empty,
+                          fields=fields, update_passwords=options.update_passwords,
+                          wording=options.wording)
+    except PasswordColumnConflict as conflict:
+        if not options.ask_unresolved:
+            raise
+        notes["blocked"] = conflict.message
+        return None
+    notes.update(plan.notes)
+    batch.counts = plan.counts
+    return plan
+
+
+MAP_HINT = " Name a column's field with --map \"HEADING=field\"."
+
+
+def _empty_counts(total: int) -> dict[str, int]:
+    return {**Plan([]).counts, "total": total}
+
+
+def _target_names(fields: list[ProfileField]) -> list[str]:
+    return [*BY_KEY, FULL_NAME, *(f.name for f in fields)]
+
+
+def _usable(mapping: Mapping | None, fields: list[ProfileField]) -> Mapping | None:
+    """`mapping` with targets that no longer exist (a retired profile field) undecided again."""
+    if mapping is None:
+        return None
+    known = set(_target_names(fields))
+    mapping.targets = [t if t is None or t == NOT_IMPORTED or t in known else None
+                       for t in mapping.targets]
+    return mapping
+
+
+def _apply_saved(session: Session, mapping: Mapping, fields: list[ProfileField]) -> None:
+    """Use the mapping an administrator saved for these headings, if there is one."""
+    saved = session.scalar(select(SavedMapping).where(
+        SavedMapping.signature == headings_signature(mapping.headings)))
+    if saved is None:
+        return
+    remembered = _usable(Mapping.from_json(saved.mapping), fields)
+    assert remembered is not None
+    if remembered.headings == mapping.headings:
+        mapping.targets = remembered.targets
+        mapping.username_from_email = remembered.username_from_email
+        mapping.saved, mapping.preset = saved.name, None
+        saved.used_at = utcnow()
+
+
+def save_mapping(session: Session, batch: ImportBatch, mapping: Mapping, owner_id: int) -> None:
+    """Remember a confirmed mapping for files with the same headings (replacing an older one)."""
+    signature = headings_signature(mapping.headings)
+    saved = session.scalar(select(SavedMapping).where(SavedMapping.signature == signature))
+    if saved is None:
+        saved = SavedMapping(signature=signature, created_by_id=owner_id,
+                             name=_mapping_name(batch.filename))
+        session.add(saved)
+    mapping.saved, mapping.preset = saved.name, None
+    saved.mapping = mapping.to_json()
+
+
+def _mapping_name(filename: str) -> str:
+    stem = filename.rsplit(".", 1)[0] or "upload"
+    return f"Columns of {stem}"[:100]
+
+
+def _insert_rows(session: Session, batch: ImportBatch, plan: Plan | None) -> None:
+    """Stage the rows of `plan`, each on Skip until the administrator chooses."""
+    if plan is None:
+        return
+    secret_key = current_app.config["SECRET_KEY"]
+    has_passwords = any(column["field"] == "password" for column in batch.columns)
     # render_nulls: one executemany per chunk, whatever mix of NULLs the rows have
     add_rows = insert(ImportRow).execution_options(render_nulls=True)
     for start in range(0, len(plan.rows), STAGE_CHUNK):  # dicts per chunk: less memory
         session.execute(add_rows, [
             {"batch_id": batch.id, "line": r.line, "end_line": r.end_line,
              "username": r.username[:255], "proposed": r.action, "choice": ImportRow.SKIP,
-             "user_id": r.user_id, "values": r.values or None, "changes": r.changes or None,
-             "errors": r.errors or None,
+             "user_id": r.user_id,
+             "values": ({**r.values, "_derived": r.derived} if r.derived else r.values) or None,
+             "changes": r.changes or None, "errors": r.errors or None,
              # the cells as uploaded, only for `Download rows with errors`
-             "raw": (_stored_cells(r.raw, has_passwords, config["SECRET_KEY"])
+             "raw": (_stored_cells(r.raw, has_passwords, secret_key)
                      if r.action == ImportRow.ERROR else None)}
             for r in plan.rows[start:start + STAGE_CHUNK]])
-    return batch
 
 
 def _stored_cells(cells: list[str], has_passwords: bool, secret_key: str) -> list[str]:
@@ -142,6 +287,7 @@ def discard_surplus_batches(session: Session, owner_id: int, keep: int) -> list[
 
 def _expire(session: Session, batch: ImportBatch) -> None:
     session.execute(delete(ImportRow).where(ImportRow.batch_id == batch.id))
+    session.execute(delete(UploadFile).where(UploadFile.batch_id == batch.id))
     batch.status = ImportBatch.EXPIRED
 
 

@@ -30,6 +30,7 @@ from ..models import ImportRow, PasswordPolicy, ProfileField, ProfileValue, User
 from ..password_policy import check_password, failure_messages, load_policy
 from ..profile import active_fields, parse_value, values_of
 from ..security import seal_password
+from .mapping import FULL_NAME, Mapping, derive
 from .reader import FileProblem, Table
 
 # What a file may not change of an administrator: with them, one administrator could take over
@@ -37,6 +38,33 @@ from .reader import FileProblem, Table
 ADMIN_CREDENTIALS = frozenset({"username", "email", "password"})
 ADMIN_CHANGE_REFUSED = ("administrators are changed one at a time, by themselves or on their "
                         "own page.")
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How messages name the options, on the web form or on the command line."""
+
+    password_missing: str
+    password_column_conflict: str
+
+
+WEB = Wording(
+    password_missing="password is missing: a new user needs one, or tick “Generate random "
+                     "passwords and send login credentials via email”.",
+    password_column_conflict="The file has a password column (“{heading}”), but “Generate "
+                             "random passwords and send login credentials via email” is ticked. "
+                             "Ignore the column and generate passwords, or untick the option to "
+                             "use the passwords in the file.")
+CLI = Wording(
+    password_missing="password is missing: a new user needs one, or use --generate-passwords.",
+    password_column_conflict="The file has a password column (“{heading}”), but "
+                             "--generate-passwords is given. Leave the column out with --map "
+                             "\"{heading}=\", or drop --generate-passwords to use the passwords "
+                             "in the file.")
+
+
+class PasswordColumnConflict(FileProblem):
+    """Generated passwords were asked for, but the file has passwords of its own."""
 
 
 @dataclass(slots=True)
@@ -54,6 +82,10 @@ class RowPlan:
     changes: dict[str, list[Any]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     duplicate: bool = False
+    short: bool = False  # fewer cells than headings: the missing trailing cells read as empty
+    password_missing: str | None = None  # the error of a new user without a password
+    password_ignored: bool = False  # an existing user's password in the file, left alone
+    derived: list[str] = field(default_factory=list)  # keys the mapping filled in
 
 
 @dataclass
@@ -61,15 +93,22 @@ class Plan:
     """The plans of every row with the counts the review page puts first."""
 
     rows: list[RowPlan]
+    notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
-        """Rows per proposed action, plus rows involved in duplicates inside the file."""
+        """Rows per proposed action, plus rows involved in duplicates inside the file, rows
+        that were short of trailing cells, rows in error only for want of a password, and rows
+        of existing users whose file password was left alone."""
         counts = {ImportRow.ADD: 0, ImportRow.UPDATE: 0, ImportRow.NOCHANGE: 0,
-                  ImportRow.ERROR: 0, "duplicate": 0, "total": len(self.rows)}
+                  ImportRow.ERROR: 0, "duplicate": 0, "short": 0, "need_password": 0,
+                  "password_ignored": 0, "total": len(self.rows)}
         for row in self.rows:
             counts[row.action] += 1
             counts["duplicate"] += row.duplicate
+            counts["short"] += row.short
+            counts["need_password"] += row.errors == [row.password_missing]
+            counts["password_ignored"] += row.password_ignored
         return counts
 
 
@@ -82,21 +121,30 @@ def plan_table(
     secret_key: str,
     clear_empty: bool = False,
     fields: list[ProfileField] | None = None,
+    update_passwords: bool = False,
+    wording: Wording = WEB,
 ) -> Plan:
     """Validate every row of `table` and propose an action for it against the users in the
     database; raises FileProblem when an option makes the whole file unusable. `fields` are the
     active custom profile fields (loaded when None); `clear_empty` makes an empty cell of an
-    optional column clear the stored value."""
-    if generate_passwords and table.column("password") is not None:
-        raise FileProblem(
-            "The file has a password column, but “Generate random passwords and send login "
-            "credentials via email” is ticked. Remove the password column, or untick the option "
-            "to use the passwords in the file.", 1)
+    optional column clear the stored value; `update_passwords` sets the file's passwords of
+    existing users too (else they are for new users only)."""
+    notes: dict[str, Any] = {}
+    password_column = table.column("password")
+    if password_column is not None and not any(
+            password_column < len(r.cells) and r.cells[password_column].strip()
+            for r in table.records):
+        notes["empty_password_column"] = table.headings[password_column]
+        table.fields[password_column] = None  # nothing to read: the column is ignored
+    elif generate_passwords and password_column is not None:
+        raise PasswordColumnConflict(wording.password_column_conflict.format(
+            heading=table.headings[password_column]), 1)
     allowed = tuple(d.lower().lstrip(".") for d in allowed_domains)
     columns = {f: i for i, f in enumerate(table.fields) if f is not None}
 
     context = CheckContext(allowed)
-    rows = [_check_row(record, columns, table.headings, context) for record in table.records]
+    rows = [_check_row(record, columns, table.headings, context, table.mapping)
+            for record in table.records]
     _check_languages(rows, language_codes(session))
     custom = _custom_fields(table, session if fields is None else None, fields)
     _check_custom_values(rows, custom)
@@ -113,26 +161,33 @@ def plan_table(
                                      if r.values.get("email")})
     lookalikes = _lookalikes(session, rows)
     policy = load_policy(session)
+    passwords = _PasswordRules(generate_passwords, update_passwords, secret_key, policy, wording)
     for row in rows:
-        _decide(row, existing, owners, lookalikes, generate_passwords, secret_key, policy)
-        if row.action != ImportRow.ERROR:
+        _decide(row, existing, owners, lookalikes, passwords)
+        if row.values:  # every check at once: a row learns all its problems in one upload
             _decide_custom(row, existing, context)
-    return Plan(rows)
+    return Plan(rows, notes)
 
 
-def _check_row(record, columns: dict[str, int], headings: list[str],
-               context: CheckContext) -> RowPlan:
+def _check_row(record, columns: dict[str, int], headings: list[str], context: CheckContext,
+               mapping: Mapping | None) -> RowPlan:
+    """Clean and check the cells of one record. Short rows are read with their missing trailing
+    cells empty, except in a file with passwords, where a cell out of place could be one."""
     cells = record.cells
     width = len(headings)
-    username_cell = cells[columns["username"]].strip() if columns["username"] < len(cells) else ""
-    row = RowPlan(record.line, record.end_line, cells, username_cell)
-    if len(cells) != width:
+    row = RowPlan(record.line, record.end_line, cells, "")
+    if len(cells) > width or (len(cells) < width and "password" in columns):
         more_or_fewer = "more" if len(cells) > width else "fewer"
+        row.username = _cell(cells, columns.get("username"))
         row.errors.append(f"The row has {len(cells)} fields, {more_or_fewer} than the {width} "
                           "columns of the heading line (a stray delimiter or a missing quote?).")
         return row
+    if len(cells) < width:  # a spreadsheet leaves out a row's empty trailing cells
+        row.short = True
+        cells = [*cells, *([""] * (width - len(cells)))]
 
     values: dict[str, Any] = {f: restore(cells[i].strip()) for f, i in columns.items()}
+    full_name = values.pop(FULL_NAME, None)
     fields = {i: f for f, i in columns.items()}
     for index, cell in enumerate(cells):
         # Every column, imported or not: a quote left open swallows the next lines into a cell.
@@ -141,17 +196,22 @@ def _check_row(record, columns: dict[str, int], headings: list[str],
             span = f"lines {record.line}–{record.end_line}"
             row.errors.append(f"{name} contains a line break ({span}); "
                               "perhaps a quote is not closed.")
+    if mapping is not None:
+        row.derived = derive(values, mapping, full_name)
     for name in REQUIRED:
-        if not values[name]:
+        if not values.get(name):
             row.errors.append(f"{label(name)} is missing.")
     for name in values:
         if name in BY_KEY:
             values[name], problems = BY_KEY[name].clean(values[name], context)
             row.errors.extend(problems)
-    if values["username"]:
-        row.username = values["username"]
+    row.username = values.get("username") or ""
     row.values = values
     return row
+
+
+def _cell(cells: list[str], index: int | None) -> str:
+    return cells[index].strip() if index is not None and index < len(cells) else ""
 
 
 def _mark_duplicates(rows: list[RowPlan]) -> None:
@@ -330,37 +390,46 @@ def _password_errors(password: str, values: dict, policy: PasswordPolicy) -> lis
         email=values.get("email") or ""))
 
 
-def _decide(row: RowPlan, existing, owners, lookalikes, generate_passwords, secret_key,
-            policy: PasswordPolicy) -> None:
+@dataclass(frozen=True)
+class _PasswordRules:
+    """What deciding a row's password needs: the options, the key that seals it, the policy."""
+
+    generate: bool
+    update_existing: bool
+    secret_key: str
+    policy: PasswordPolicy
+    wording: Wording
+
+
+def _decide(row: RowPlan, existing, owners, lookalikes, rules: _PasswordRules) -> None:
     values = row.values
     password = values.pop("password", "")  # first: a row in error keeps no plaintext password
     username = values.get("username")
     if username and not username.isascii() and skeleton(username) in lookalikes:
         row.errors.append(f"username “{username}” looks like the username "
                           f"“{lookalikes[skeleton(username)]}” (letters of another script).")
-    if row.errors:
-        row.action = ImportRow.ERROR
-        return
-
-    current = existing.get(fold_key(username))
-    owner = owners.get(fold_key(values["email"]))
+    current = existing.get(fold_key(username)) if username else None
+    email = values.get("email")
+    owner = owners.get(fold_key(email)) if email else None
     if owner and (current is None or owner[0] != current["id"]):
-        row.errors.append(f"email “{values['email']}” already belongs to the user “{owner[1]}”.")
+        row.errors.append(f"email “{email}” already belongs to the user “{owner[1]}”.")
 
     if current is None:
-        if not generate_passwords:
+        if not rules.generate:
             if not password:
-                row.errors.append("password is missing: a new user needs one, or tick “Generate "
-                                  "random passwords and send login credentials via email”.")
-            else:
-                row.errors.extend(_password_errors(password, values, policy))
+                row.password_missing = rules.wording.password_missing
+                row.errors.append(row.password_missing)
+            elif values:
+                row.errors.extend(_password_errors(password, values, rules.policy))
+    elif password and not rules.update_existing:
+        password, row.password_ignored = "", True  # a file's passwords are for new users
     elif password:
-        row.errors.extend(_password_errors(password, values, policy))
+        row.errors.extend(_password_errors(password, values, rules.policy))
     if row.errors:
         row.action = ImportRow.ERROR
         return
     if password:
-        values["password"] = seal_password(password, secret_key)
+        values["password"] = seal_password(password, rules.secret_key)
 
     if current is None:
         row.action = ImportRow.ADD
