@@ -239,6 +239,17 @@ def batch_id_of(response) -> int:
     return int(re.search(r"/import/(\d+)", response.location).group(1))
 
 
+def map_columns(client, batch_id: int, targets: list[str], *, username_from_email: bool = False,
+                remember: bool = True):
+    """POST the mapping step: `targets[i]` is what column i becomes ("" = not imported)."""
+    form = {f"column_{i}": target for i, target in enumerate(targets)}
+    if username_from_email:
+        form["username_from_email"] = "y"
+    if remember:
+        form["remember"] = "y"
+    return client.post(f"/admin/people/import/{batch_id}/columns", data=form)
+
+
 def choose_all(client, batch_id: int, *actions: str, submit: bool = True):
     """Tick the column headings for `actions` (e.g. "add", "update") and press Submit."""
     form = {"show": "all", "page": "1", "was_all_skip": "1"}

@@ -8,6 +8,7 @@ from conftest import (
     batch_id_of,
     choose_all,
     import_file,
+    map_columns,
     sample,
     table_snapshot,
     upload,
@@ -101,9 +102,18 @@ def test_excel_unicode_text_is_detected(app, client):
 
 def test_custom_fields_without_definitions_names_the_columns(app, client):
     client.post("/admin/system/localisation/languages", data={"code": "fr", "name": "Français"})
-    batch_id = batch_id_of(upload(client, sample("custom-fields.csv")))
+    response = upload(client, sample("custom-fields.csv"))
+    batch_id = batch_id_of(response)
+    assert response.location.endswith(f"/import/{batch_id}/columns")  # asked before the review
+    page = client.get(response.location).get_data(as_text=True)
+    unrecognised = re.findall(r'data-heading="([^"]+)" class="table-warning"', page)
+    assert unrecognised == ["department", "phone", "start_date"]
+    assert "not recognised" in page
+    response = map_columns(client, batch_id, ["username", "firstname", "surname", "email",
+                                              "language", "", "", ""])
+    assert response.location.endswith(f"/import/{batch_id}")
     page = review_page(client, batch_id)
-    unknown = re.search(r'id="unknown-columns">(.*?)</div>', page, re.S).group(1)
+    unknown = re.search(r'id="unknown-columns">(.*?)</p>', page, re.S).group(1)
     assert "department, phone, start_date" in unknown
     assert counts(page)["add"] == 2
     choose_all(client, batch_id, "add")
@@ -113,14 +123,27 @@ def test_custom_fields_without_definitions_names_the_columns(app, client):
 
 def test_password_column_is_refused_when_generating(app, client):
     before = table_snapshot(app)
-    response = upload(client, sample("with-password-column.csv"), generate=True)
-    assert response.status_code == 422
-    page = response.get_data(as_text=True)
-    assert "The file has a password column, but “Generate random passwords and send login " \
-           "credentials via email” is ticked" in page
+    batch_id = batch_id_of(upload(client, sample("with-password-column.csv"), generate=True))
+    page = review_page(client, batch_id)
+    blocked = re.search(r'id="blocked">(.*?)</div>', page, re.S).group(1)
+    assert "The file has a password column (“password”), but “Generate random passwords and " \
+           "send login credentials via email” is ticked" in blocked
+    assert "Ignore the password column and generate passwords" in blocked
+    assert 'name="all_add"' not in page  # no rows to choose until an option is picked
+    assert choose_all(client, batch_id, "add").status_code == 302
     assert table_snapshot(app) == before
     with app.app_context():
-        assert db.session.scalar(select(db.func.count(ImportBatch.id))) == 0
+        assert db.session.get(ImportBatch, batch_id).status == ImportBatch.STAGED
+    # on the same page, without uploading again: ignore the column and generate passwords
+    client.post(f"/admin/people/import/{batch_id}/options",
+                data={"change": "ignore_password_column"})
+    page = review_page(client, batch_id)
+    assert 'id="blocked"' not in page and counts(page)["add"] == 2
+    assert "password → not imported" in page
+    choose_all(client, batch_id, "add")
+    found = users(app)
+    assert {"pwuser1", "pwuser2"} <= set(found)
+    assert not verify_password("correct-horse-battery-1", found["pwuser1"].password_hash)
 
 
 def test_password_column_gives_those_passwords_when_not_generating(app, client):
@@ -162,10 +185,12 @@ def test_with_errors_names_every_bad_line_and_writes_nothing_for_them(app, clien
         assert row, f"line {line} is not shown as an error"
         assert message in row.group(1).replace("&#34;", '"')
     errors_csv = client.get(f"/admin/people/import/{batch_id}/errors.csv").get_data(as_text=True)
-    assert errors_csv.splitlines()[0] == '\ufeff"username","firstname","surname","email","error"'
+    assert errors_csv.splitlines()[0] == \
+        '\ufeff"username","firstname","surname","email","error","line"'
     assert len(errors_csv.splitlines()) == 10
     assert ('"toomany","Too","Many","too.many@example.com","extra","The row has 5 fields'
             in errors_csv)
+    assert errors_csv.splitlines()[1].endswith('"email is missing.","3"')
 
     choose_all(client, batch_id, "add")
     assert set(users(app)) == {"goodrow"}

@@ -149,6 +149,10 @@ class Mapping:
                         f"then the rest){when}")
         return said
 
+    def forget_unknown(self, known: set[str]) -> None:
+        """Undecide targets that no longer exist (a profile field retired since)."""
+        self.targets = [t if not t or t in known else None for t in self.targets]
+
     def fields(self) -> list[str | None]:
         """The field of every column as validation reads it (None: not imported)."""
         return [t or None for t in self.targets]

@@ -22,7 +22,6 @@ from ..models import (
     ImportBatch,
     ImportRow,
     ProfileField,
-    SavedMapping,
     UploadFile,
     utcnow,
 )
@@ -33,9 +32,9 @@ from .mapping import (
     NOT_IMPORTED,
     Mapping,
     apply_settings,
-    headings_signature,
 )
 from .reader import FileProblem, check_headings, missing_message, read_table
+from .saved_mappings import apply_saved
 from .validation import WEB, PasswordColumnConflict, Plan, Wording, plan_table
 
 # Which proposed actions each choice applies to ("skip" applies to every row not in error).
@@ -108,6 +107,30 @@ def replan(session: Session, batch: ImportBatch, **changes: Any) -> None:
     _insert_rows(session, batch, _plan_into(session, batch, data, options))
 
 
+def column_samples(session: Session, batch: ImportBatch, count: int = 3) -> list[list[str]]:
+    """Up to `count` example values of every column of the batch's kept file, for the mapping
+    step (the values of a password column are masked)."""
+    stored = session.get(UploadFile, batch.id)
+    if stored is None:
+        raise BatchClosed(batch.id)
+    data = unseal_file(stored.sealed, current_app.config["SECRET_KEY"])
+    mapping = Mapping.from_json(batch.mapping) if batch.mapping else None
+    table = read_table(data, encoding=batch.encoding, delimiter=batch.delimiter,
+                       mapping=mapping, require_mapped=False,
+                       max_columns=current_app.config["MAX_COLUMNS"])
+    samples: list[list[str]] = [[] for _ in table.headings]
+    for record in table.records:
+        for index, cell in enumerate(record.cells[:len(samples)]):
+            if cell.strip() and len(samples[index]) < count:
+                samples[index].append(cell.strip()[:80])
+        if all(len(values) >= count for values in samples):
+            break
+    password = table.column("password")
+    if password is not None:
+        samples[password] = ["••••••••" for _ in samples[password]]
+    return samples
+
+
 def _plan_into(session: Session, batch: ImportBatch, data: bytes,
                options: UploadOptions) -> Plan | None:
     """Read and check `data`, describing it on `batch`; the plan of its rows, or None when
@@ -122,7 +145,7 @@ def _plan_into(session: Session, batch: ImportBatch, data: bytes,
     mapping = table.mapping
     assert mapping is not None
     if options.mapping is None:
-        _apply_saved(session, mapping, fields)
+        apply_saved(session, mapping, usable_targets(fields))
     if options.map_settings:
         apply_settings(mapping, options.map_settings, _target_names(fields))
     if not options.ask_unresolved:
@@ -173,46 +196,15 @@ def _target_names(fields: list[ProfileField]) -> list[str]:
     return [*BY_KEY, FULL_NAME, *(f.name for f in fields)]
 
 
+def usable_targets(fields: list[ProfileField]) -> set[str]:
+    """Every target a column can have with these profile fields."""
+    return set(_target_names(fields))
+
+
 def _usable(mapping: Mapping | None, fields: list[ProfileField]) -> Mapping | None:
-    """`mapping` with targets that no longer exist (a retired profile field) undecided again."""
-    if mapping is None:
-        return None
-    known = set(_target_names(fields))
-    mapping.targets = [t if t is None or t == NOT_IMPORTED or t in known else None
-                       for t in mapping.targets]
+    if mapping is not None:
+        mapping.forget_unknown(usable_targets(fields))
     return mapping
-
-
-def _apply_saved(session: Session, mapping: Mapping, fields: list[ProfileField]) -> None:
-    """Use the mapping an administrator saved for these headings, if there is one."""
-    saved = session.scalar(select(SavedMapping).where(
-        SavedMapping.signature == headings_signature(mapping.headings)))
-    if saved is None:
-        return
-    remembered = _usable(Mapping.from_json(saved.mapping), fields)
-    assert remembered is not None
-    if remembered.headings == mapping.headings:
-        mapping.targets = remembered.targets
-        mapping.username_from_email = remembered.username_from_email
-        mapping.saved, mapping.preset = saved.name, None
-        saved.used_at = utcnow()
-
-
-def save_mapping(session: Session, batch: ImportBatch, mapping: Mapping, owner_id: int) -> None:
-    """Remember a confirmed mapping for files with the same headings (replacing an older one)."""
-    signature = headings_signature(mapping.headings)
-    saved = session.scalar(select(SavedMapping).where(SavedMapping.signature == signature))
-    if saved is None:
-        saved = SavedMapping(signature=signature, created_by_id=owner_id,
-                             name=_mapping_name(batch.filename))
-        session.add(saved)
-    mapping.saved, mapping.preset = saved.name, None
-    saved.mapping = mapping.to_json()
-
-
-def _mapping_name(filename: str) -> str:
-    stem = filename.rsplit(".", 1)[0] or "upload"
-    return f"Columns of {stem}"[:100]
 
 
 def _insert_rows(session: Session, batch: ImportBatch, plan: Plan | None) -> None:
@@ -353,11 +345,12 @@ def save_choices(session: Session, batch: ImportBatch, headings: dict[str, tuple
 
 
 def rows_with_errors(session: Session, batch: ImportBatch):
-    """(cells as uploaded, error text) of every row in error, for `Download rows with errors`;
-    the administrator gets back the file's own passwords, decrypted."""
-    query = rows_query(batch.id, ImportRow.ERROR).with_only_columns(ImportRow.raw, ImportRow.errors)
+    """(cells as uploaded, error text, line) of every row in error, for `Download rows with
+    errors`; the administrator gets back the file's own passwords, decrypted."""
+    query = rows_query(batch.id, ImportRow.ERROR).with_only_columns(
+        ImportRow.raw, ImportRow.errors, ImportRow.line)
     sealed = any(column["field"] == "password" for column in batch.columns)
     secret_key = current_app.config["SECRET_KEY"]
-    for raw, errors in session.execute(query):
+    for raw, errors, line in session.execute(query):
         cells = json.loads(unseal_password(raw[0], secret_key)) if sealed and raw else raw or []
-        yield cells, " ".join(errors or [])
+        yield cells, " ".join(errors or []), line

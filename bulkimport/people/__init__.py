@@ -9,4 +9,12 @@ bp = Blueprint("people", __name__, url_prefix="/admin/people")
 bp.before_request(require_admin)  # every page here is for administrators
 
 
-from . import exports, fields, history, invitations, policy_routes, routes  # noqa: E402,F401  (views attach themselves to bp)
+from . import (  # noqa: E402,F401  (views attach themselves to bp)
+    exports,
+    fields,
+    history,
+    invitations,
+    mapping_step,
+    policy_routes,
+    routes,
+)

@@ -196,3 +196,58 @@ class ExportForm(FlaskForm):
     columns = SelectMultipleField("Columns")
     q = SearchField("Only users matching (username, name or e-mail)")
     download = SubmitField("Download CSV")
+
+
+NEW_FIELD = "__new__"  # the mapping step's "Create a profile field…" choice
+
+
+class MappingForm(FlaskForm):
+    """The mapping step: a select per column of the file (added by `mapping_form_for`), whether
+    the username comes from the address, and whether to remember the mapping."""
+
+    username_from_email = BooleanField(
+        "Username from the e-mail address (the part before @), where the file has none")
+    remember = BooleanField("Remember this mapping for files with the same headings",
+                            default=True)
+    submit = SubmitField("Apply and review")
+
+    def column_fields(self) -> list:
+        """The select of every column, in the file's order."""
+        return [self[name] for name in sorted(
+            (n for n in self._fields if n.startswith("column_")), key=lambda n: int(n[7:]))]
+
+
+def mapping_form_for(headings: list[str], targets: list[str | None],
+                     choices: list[tuple[str, str]]) -> MappingForm:
+    """A MappingForm with one select per column, preset to its current target (an undecided
+    column starts on "Do not import")."""
+
+    class FileMappingForm(MappingForm):
+        pass
+
+    options = [SelectChoice(value, label) for value, label in
+               [*choices, (NEW_FIELD, "Create a text profile field named after the column…")]]
+    for index, (heading, target) in enumerate(zip(headings, targets, strict=True)):
+        setattr(FileMappingForm, f"column_{index}", SelectField(
+            heading, choices=options, default=target or "", validate_choice=True))
+    return FileMappingForm()
+
+
+class BatchOptionForm(FlaskForm):
+    """A one-click change of how the review reads the kept file."""
+
+    change = HiddenField(validators=[InputRequired()])
+    encoding = HiddenField()
+
+
+class RenameMappingForm(FlaskForm):
+    """Admin > People > Saved mappings: rename one."""
+
+    name = StringField("Name", validators=[InputRequired("Give the mapping a name.")])
+    submit = SubmitField("Rename")
+
+
+class DeleteMappingForm(FlaskForm):
+    """Admin > People > Saved mappings: delete one."""
+
+    delete = SubmitField("Delete")

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from ..csvfiles import csv_lines
 from ..extensions import db
 from ..importing.apply import ApplyError, result_message
+from ..importing.mapping import Mapping
 from ..importing.reader import FileProblem
 from ..importing.staging import (
     FILTERS,
@@ -40,9 +41,11 @@ from ..models import ImportBatch, ImportRow, User
 from ..user_directory import search_condition
 from ..web import csv_response, form_status, page_number
 from . import bp
-from .forms import SearchForm, UploadForm, review_form_for
+from .forms import BatchOptionForm, SearchForm, UploadForm, review_form_for
 
 USERS_PER_PAGE = 50
+# The review table's own columns; every other value of a row is listed in its details.
+SHOWN_COLUMNS = frozenset({"username", "firstname", "surname", "email", "_derived"})
 
 
 @bp.get("")
@@ -86,6 +89,8 @@ def upload():
             flash(f"Your unsubmitted upload “{filename}” (#{old_id}) was discarded: at most "
                   f"{keep} uploads wait for review per administrator. Upload it again if you "
                   "still need it.", "warning")
+        if batch.needs_mapping:
+            return redirect(url_for(".map_columns", batch_id=batch.id))
         return redirect(url_for(".review", batch_id=batch.id))
     return render_template("people/upload.html", form=form), form_status(form)
 
@@ -107,6 +112,11 @@ def review(batch_id: int):
         if request.method == "POST":  # a double click, the back button or a second tab
             flash("This file was already submitted; here is its result.", "info")
         return redirect(url_for(".result", batch_id=batch.id))
+    if batch.needs_mapping:
+        return redirect(url_for(".map_columns", batch_id=batch.id))
+    if batch.blocked and request.method == "POST":  # a stale page: the rows are not staged
+        flash("The rows were not checked yet: choose one of the options first.", "warning")
+        return redirect(url_for(".review", batch_id=batch.id))
     show = request.form.get("show") if request.method == "POST" else request.args.get("show")
     show = show if show in FILTERS else "all"
     page = page_number(request.form if request.method == "POST" else request.args)
@@ -137,17 +147,23 @@ def review(batch_id: int):
     if form.errors:
         flash("Some choices could not be saved: pick one of the offered actions.", "danger")
     return render_template("people/review.html", batch=batch, rows=rows, show=show, form=form,
-                           chosen=chosen), form_status(form)
+                           chosen=chosen, mapping=Mapping.from_json(batch.mapping or {
+                               "headings": [], "targets": []}),
+                           option_form=BatchOptionForm(), shown=SHOWN_COLUMNS), form_status(form)
 
 
 @bp.get("/import/<int:batch_id>/errors.csv")
 def errors_csv(batch_id: int):
-    """The rows in error as uploaded, plus an `error` column: ready to fix and upload again."""
+    """The rows in error as uploaded, plus `error` and `line` columns (which the import
+    recognises and ignores): ready to fix and upload again."""
     batch = _owned_batch(batch_id)
     if not batch.is_open:
         abort(404)
-    headings = [column["heading"] for column in batch.columns] + ["error"]
-    rows = ([*raw, error] for raw, error in rows_with_errors(db.session, batch))
+    width = len(batch.columns)
+    headings = [column["heading"] for column in batch.columns] + ["error", "line"]
+    # a short row is padded so that its error lands under `error`; a long one keeps its cells
+    rows = ([*raw, *[""] * (width - len(raw)), error, line]
+            for raw, error, line in rows_with_errors(db.session, batch))
     return csv_response(csv_lines([headings, *rows], batch.delimiter),
                          f"errors-{_stem(batch.filename)}.csv")
 
