@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..columns import HEADING_ALIASES, REQUIRED, normalise_heading
+from .encodings import Alternative, Reading, UndecodableFile, choose_reading
 
 # Most columns a file may have (BULKIMPORT_MAX_COLUMNS): every column costs every page that shows
 # the batch, and a 1.5 MB file of 200,000 columns made a 30 MB review page.
@@ -73,6 +74,8 @@ class Table:
     fields: list[str | None]
     records: list[Record] = field(default_factory=list)
     blank_rows: int = 0
+    # Other plausible readings of a file whose encoding is in doubt, to offer beside this one.
+    alternatives: list[Alternative] = field(default_factory=list)
 
     @property
     def encoding_name(self) -> str:
@@ -110,7 +113,8 @@ def read_table(
     `custom_fields` are the symbolic names of the profile fields a heading may name; a line with
     more than `max_columns` fields refuses the file."""
     _refuse_binary(data, encoding)
-    text, used_encoding = decode(data, encoding, fallbacks)
+    reading = decode_reading(data, encoding, fallbacks)
+    text, used_encoding = reading.text, reading.codec
     if not text.strip():
         raise FileProblem("The file is empty.")
     _refuse_control_characters(text)
@@ -127,6 +131,7 @@ def read_table(
     _refuse_too_wide(width, 1, max_columns)
     fields = map_headings(headings, custom_fields)
     table = Table(used_encoding, used_delimiter, headings, fields)
+    table.alternatives = reading.alternatives
     for record in rows:
         if len(record.cells) > width and not any(c.strip() for c in record.cells[width:]):
             record.cells = record.cells[:width]  # empty cells of those empty columns
@@ -177,15 +182,22 @@ def map_headings(headings: list[str], custom_fields: Iterable[str] = ()) -> list
 
 
 def decode(data: bytes, encoding: str | None, fallbacks) -> tuple[str, str]:
-    """Decode `data` with the override, else by BOM, else UTF-8, else each fallback in turn.
+    """Decode `data` with the override, else by BOM, else UTF-8, else the most plausible fallback.
 
     Returns the text and the codec name used. A UTF-8 BOM is never kept in the text.
     """
+    reading = decode_reading(data, encoding, fallbacks)
+    return reading.text, reading.codec
+
+
+def decode_reading(data: bytes, encoding: str | None, fallbacks: Iterable[str]) -> Reading:
+    """Decode `data` as `decode` does, with the other plausible readings when the fallbacks
+    leave a doubt (see `encodings.choose_reading`); raises FileProblem when nothing decodes it."""
     if encoding:
         chosen = _codec(encoding)
         codec = "utf-8-sig" if chosen == "utf-8" else chosen
         try:
-            return data.decode(codec), codec
+            return Reading(data.decode(codec), codec)
         except UnicodeDecodeError as exc:
             line, byte = _where(exc)
             raise FileProblem(
@@ -193,17 +205,21 @@ def decode(data: bytes, encoding: str | None, fallbacks) -> tuple[str, str]:
                 f"(byte 0x{byte:02x}). Choose the right encoding under Advanced, or leave it on "
                 "“Detect”.", line) from None
     if data.startswith(codecs.BOM_UTF8):
-        candidates = ["utf-8-sig"]
+        first, candidates = "utf-8-sig", []
     elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        candidates = ["utf-16"]
+        first, candidates = "utf-16", []
     else:
-        candidates = ["utf-8", *(_codec(name) for name in fallbacks)]
+        first, candidates = "utf-8", [_codec(name) for name in fallbacks]
     failures = []  # (name, line, byte) of each candidate, which may each fail somewhere else
-    for codec in candidates:
-        try:
-            return data.decode(codec), codec
-        except UnicodeDecodeError as exc:
-            failures.append((ENCODING_NAMES.get(codec, codec), *_where(exc)))
+    try:
+        return Reading(data.decode(first), first)
+    except UnicodeDecodeError as exc:
+        failures.append((ENCODING_NAMES.get(first, first), *_where(exc)))
+    try:
+        return choose_reading(data, candidates)
+    except UndecodableFile as undecodable:
+        failures += [(ENCODING_NAMES.get(codec, codec), *_where(exc))
+                     for codec, exc in undecodable.failures]
     _, line, byte = failures[-1]  # where even the most lenient candidate fails
     names = [name for name, _, _ in failures]
     if len(failures) == 1:
