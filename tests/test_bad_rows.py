@@ -434,8 +434,9 @@ BAD_FILES = {
     "pdf": (b"%PDF-1.4\n", {}, "This is a PDF document, not a CSV file."),
     "gzip": (gzip.compress(CSV.encode()), {}, "This is a gzip archive, not a CSV file."),
     "undecodable": (f"{HEADING}\n{GOOD}\n".encode() + b"ann,A\x81n,Lee,ann@example.com\n", {},
-                    "Line 3: the file is neither UTF-8 nor Windows-1252 (byte 0x81 cannot be "
-                    "read). Save it as “CSV UTF-8”, or choose its encoding under Advanced."),
+                    "Line 3: the file is neither UTF-8 nor Windows-1252 nor Windows-1250 (byte "
+                    "0x81 cannot be read). Save it as “CSV UTF-8”, or choose its encoding under "
+                    "Advanced."),
     "forced-utf8-on-cp1252": (f"{HEADING}\nann,Hélène,Lee,ann@example.com\n".encode("cp1252"),
                               {"encoding": "utf-8"}, "Line 2: the file is not valid UTF-8 (byte "
                               "0xe9). Choose the right encoding under Advanced, or leave it on "
