@@ -48,8 +48,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BASE_URL", "http://127.0.0.1:5000", str,
             "Public address of the site, used in links that leave it (e-mails)."),
     Setting("MAX_UPLOAD_MB", 20, int, "Largest CSV upload accepted, in megabytes."),
-    Setting("ENCODING_FALLBACKS", ["cp1252"], _list,
-            "Encodings tried in order when a file is neither UTF-8 nor UTF-16 with BOM."),
+    Setting("ENCODING_FALLBACKS", ["cp1252", "cp1250"], _list,
+            "Candidate encodings of a file that is neither UTF-8 nor UTF-16 with BOM: the reading "
+            "with the most plausible words wins (the order breaks ties), and a second plausible "
+            "reading is offered beside it."),
     Setting("ALLOWED_EMAIL_DOMAINS", [], _list,
             "Intranet domains accepted although reserved (e.g. corp.local), comma separated."),
     Setting("DATE_ORDER", "DMY", str,

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .encodings import Alternative, Reading, UndecodableFile, choose_reading
 from .mapping import Mapping, heading_key, is_version_line, propose
 
 # Most columns a file may have (BULKIMPORT_MAX_COLUMNS): every column costs every page that shows
@@ -75,6 +76,8 @@ class Table:
     blank_rows: int = 0
     mapping: Mapping | None = None
     skipped_first_line: bool = False  # Entra's `version:v1.0` line before the headings
+    # Other plausible readings of a file whose encoding is in doubt, to offer beside this one.
+    alternatives: list[Alternative] = field(default_factory=list)
 
     @property
     def encoding_name(self) -> str:
@@ -109,7 +112,7 @@ def read_table(
     *,
     encoding: str | None = None,
     delimiter: str | None = None,
-    fallbacks: tuple[str, ...] | list[str] = ("cp1252",),
+    fallbacks: tuple[str, ...] | list[str] = ("cp1252", "cp1250"),
     custom_fields: Iterable[str] = (),
     max_columns: int = MAX_COLUMNS,
     mapping: Mapping | None = None,
@@ -121,7 +124,8 @@ def read_table(
     as `mapping.propose` reads them; `require_mapped` refuses a file whose mapping leaves a
     required field without a column (the web's mapping step asks instead)."""
     _refuse_binary(data, encoding)
-    text, used_encoding = decode(data, encoding, fallbacks)
+    reading = decode_reading(data, encoding, fallbacks)
+    text, used_encoding = reading.text, reading.codec
     if not text.strip():
         raise FileProblem("The file is empty.")
     _refuse_control_characters(text)
@@ -149,6 +153,7 @@ def read_table(
     fields = mapping.fields()
     table = Table(used_encoding, used_delimiter, headings, fields, mapping=mapping,
                   skipped_first_line=skipped)
+    table.alternatives = reading.alternatives
     for record in records:
         if len(record.cells) > width and not any(c.strip() for c in record.cells[width:]):
             record.cells = record.cells[:width]  # empty cells of those empty columns
@@ -197,15 +202,22 @@ def missing_message(mapping: Mapping, line: int = 1, hint: str = "") -> str:
 
 
 def decode(data: bytes, encoding: str | None, fallbacks) -> tuple[str, str]:
-    """Decode `data` with the override, else by BOM, else UTF-8, else each fallback in turn.
+    """Decode `data` with the override, else by BOM, else UTF-8, else the most plausible fallback.
 
     Returns the text and the codec name used. A UTF-8 BOM is never kept in the text.
     """
+    reading = decode_reading(data, encoding, fallbacks)
+    return reading.text, reading.codec
+
+
+def decode_reading(data: bytes, encoding: str | None, fallbacks: Iterable[str]) -> Reading:
+    """Decode `data` as `decode` does, with the other plausible readings when the fallbacks
+    leave a doubt (see `encodings.choose_reading`); raises FileProblem when nothing decodes it."""
     if encoding:
         chosen = _codec(encoding)
         codec = "utf-8-sig" if chosen == "utf-8" else chosen
         try:
-            return data.decode(codec), codec
+            return Reading(data.decode(codec), codec)
         except UnicodeDecodeError as exc:
             line, byte = _where(exc)
             raise FileProblem(
@@ -213,17 +225,21 @@ def decode(data: bytes, encoding: str | None, fallbacks) -> tuple[str, str]:
                 f"(byte 0x{byte:02x}). Choose the right encoding under Advanced, or leave it on "
                 "“Detect”.", line) from None
     if data.startswith(codecs.BOM_UTF8):
-        candidates = ["utf-8-sig"]
+        first, candidates = "utf-8-sig", []
     elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        candidates = ["utf-16"]
+        first, candidates = "utf-16", []
     else:
-        candidates = ["utf-8", *(_codec(name) for name in fallbacks)]
+        first, candidates = "utf-8", [_codec(name) for name in fallbacks]
     failures = []  # (name, line, byte) of each candidate, which may each fail somewhere else
-    for codec in candidates:
-        try:
-            return data.decode(codec), codec
-        except UnicodeDecodeError as exc:
-            failures.append((ENCODING_NAMES.get(codec, codec), *_where(exc)))
+    try:
+        return Reading(data.decode(first), first)
+    except UnicodeDecodeError as exc:
+        failures.append((ENCODING_NAMES.get(first, first), *_where(exc)))
+    try:
+        return choose_reading(data, candidates)
+    except UndecodableFile as undecodable:
+        failures += [(ENCODING_NAMES.get(codec, codec), *_where(exc))
+                     for codec, exc in undecodable.failures]
     _, line, byte = failures[-1]  # where even the most lenient candidate fails
     names = [name for name, _, _ in failures]
     if len(failures) == 1:
