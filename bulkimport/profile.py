@@ -62,6 +62,10 @@ def parse_value(field: ProfileField, cell: str) -> tuple[str | None, str | None]
             return None, f"{field.name} is longer than {MAX_TEXT} characters."
         return text, None
     if kind == ProfileField.NUMBER:
+        if re.fullmatch(r"[+-]?0\d.*", text) or re.search(r"\d\s+\d+\s+\d", text) \
+                and not re.fullmatch(r"[+-]?\d{1,3}([ \u00a0\u202f]\d{3})+([.,]\d+)?", text):
+            return None, (f"{field.name} “{text}” looks like a phone number or a code: leading "
+                          "zeros would be lost. Use a text field.")
         number = parse_number(text)
         if number is None:
             return None, (f"{field.name} “{text}” is not a number (write 1234.5 or 1234,5; "

@@ -239,6 +239,12 @@ def test_updates_show_old_and_new_and_empty_cells_leave_values_alone(app, client
 
 BAD_VALUES = {
     "number": ("desk", "abc", "desk “abc” is not a number (write 1234.5 or 1234,5"),
+    "number-like-a-phone": ("desk", "0491 570 156", "desk “0491 570 156” looks like a phone "
+                            "number or a code: leading zeros would be lost. Use a text field."),
+    "number-with-a-leading-zero": ("desk", "0112", "desk “0112” looks like a phone number or a "
+                                   "code: leading zeros would be lost."),
+    "number-in-odd-groups": ("desk", "49 1570 156", "desk “49 1570 156” looks like a phone "
+                             "number"),
     "date": ("start_date", "31/02/2026", "start_date “31/02/2026” is not a date (write "
                                           "2026-01-31; 31/01/2026 and 31.01.2026 work too)."),
     "choice": ("department", "Legal", "department “Legal” is not one of its choices: Finance, "

@@ -163,6 +163,10 @@ def _plan_into(session: Session, batch: ImportBatch, data: bytes,
     notes: dict[str, Any] = {}
     if table.skipped_first_line:
         notes["skipped_first_line"] = True
+    if table.alternatives:
+        notes["alternatives"] = [
+            {"codec": a.codec, "words": [[ours, theirs] for ours, theirs in a.words]}
+            for a in table.alternatives]
     batch.counts, batch.notes = _empty_counts(len(table.records)), notes
     if not mapping.complete:
         if not options.ask_unresolved:

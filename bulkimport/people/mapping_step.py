@@ -136,11 +136,15 @@ def change_options(batch_id: int):
                 mapping.targets[index] = NOT_IMPORTED
             replan(db.session, batch, mapping=mapping, generate_passwords=True)
         elif change == "encoding":
-            candidates = (batch.notes or {}).get("alternatives") or []
-            codecs = {a["codec"] for a in candidates}
-            if form.encoding.data not in codecs:
+            offered = {a["codec"]: a for a in (batch.notes or {}).get("alternatives") or []}
+            if form.encoding.data not in offered:
                 abort(400)
+            before = batch.encoding
             replan(db.session, batch, encoding=form.encoding.data)
+            # the reading left behind stays one click away, its words the other way round
+            words = [[theirs, ours] for ours, theirs in offered[form.encoding.data]["words"]]
+            batch.notes = {**(batch.notes or {}),
+                           "alternatives": [{"codec": before, "words": words}]}
         else:
             setting = {"generate_passwords": ("generate_passwords", True),
                        "file_passwords": ("generate_passwords", False),
