@@ -296,7 +296,7 @@ def print_table(description: str, args, review: Measure, applied: Measure,
     if memory:
         base, peak = memory["baseline_rss_mib"], memory["peak_rss_mib"]
         print(f"peak memory: process RSS {base:.0f} MiB after imports, app and reading the "
-              f"{memory['file_mib']:.1f} MiB file; peak {peak:.0f} MiB (ru_maxrss), so "
+              f"{memory['file_mib']:.1f} MiB file; peak {peak:.0f} MiB (VmHWM), so "
               f"+{peak - base:.0f} MiB for read + validate + stage + commit, which took "
               f"{memory['seconds']:.1f} s.")
     if mail:
