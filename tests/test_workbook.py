@@ -148,6 +148,7 @@ def test_sheets_first_visible_by_default_or_chosen():
     default = read_workbook(data)
     assert (default.sheet_names, default.sheet, default.rows) == (
         ["Users", "Groups"], "Users", [["username"], ["jsmith"]])
+    assert read_workbook(data, sheet="").sheet == "Users"
     assert read_workbook(data, sheet="Groups").rows == [["group"], ["staff"]]
     assert read_workbook(data, sheet="groups").sheet == "Groups"
     assert read_workbook(data, sheet="Notes").rows == [["hidden"]]

@@ -159,8 +159,9 @@ def _bomb(reason: str) -> FileProblem:
 
 
 def _choose_sheet(worksheets: list, visible: list, name: str | None):
-    """The worksheet named `name` (exactly, else ignoring case), or the first visible one."""
-    if name is None:
+    """The worksheet named `name` (exactly, else ignoring case), or the first visible one when
+    `name` is None or empty (a form's unchosen field)."""
+    if not name:
         return visible[0]
     for matches in (lambda ws: ws.title == name,
                     lambda ws: ws.title.casefold() == name.casefold()):
