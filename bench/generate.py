@@ -1,4 +1,5 @@
-"""Deterministic test data: N-row CSV files and M existing users drawn from the same people.
+"""Deterministic test data: N-row CSV files (and the same rows as `.xlsx` workbooks) and M
+existing users drawn from the same people.
 
 Person number `i` is the same in `make_csv` and `seed_users` (for the same seed), so a file that
 overlaps the seeded range proposes No change (or Update, with `changed_every`) for those rows, and
@@ -9,8 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import random
+import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
+from xml.sax.saxutils import escape
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
@@ -97,7 +102,17 @@ def make_csv(n_rows: int, start: int = 0, *, seed: int = SEED, extra_columns: bo
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(HEADINGS + EXTRA_HEADINGS if extra_columns else HEADINGS)
+    writer.writerows(table_rows(n_rows, start, seed=seed, extra_columns=extra_columns,
+                                existing_every=existing_every, existing_start=existing_start,
+                                changed_every=changed_every))
+    return out.getvalue().encode("utf-8")
+
+
+def table_rows(n_rows: int, start: int = 0, *, seed: int = SEED, extra_columns: bool = True,
+               existing_every: int = 0, existing_start: int = 0,
+               changed_every: int = 0) -> Iterator[list[str]]:
+    """The heading row, then the rows of `make_csv` (same arguments) as lists of strings."""
+    yield list(HEADINGS + EXTRA_HEADINGS if extra_columns else HEADINGS)
     existing = existing_start
     for n, i in enumerate(range(start, start + n_rows), 1):
         seeded = bool(existing_every) and n % existing_every == 0
@@ -110,8 +125,80 @@ def make_csv(n_rows: int, start: int = 0, *, seed: int = SEED, extra_columns: bo
         row = [p.username, firstname, p.surname, p.email]
         if extra_columns:
             row += [p.language, p.must_change, p.department, p.phone]
-        writer.writerow(row)
-    return out.getvalue().encode("utf-8")
+        yield row
+
+
+def make_xlsx(n_rows: int, start: int = 0, **options) -> bytes:
+    """The rows of `make_csv` (same arguments) as an `.xlsx` workbook laid out as Excel saves
+    one: text in the shared-strings part, the 1/0 of "Change password next time" as numbers.
+
+    Written with zipfile rather than openpyxl because openpyxl writes inline strings, which
+    Excel never does, and shared strings are the part a reader must hold in memory whole.
+    """
+    strings: dict[str, int] = {}
+    sheet = io.StringIO()
+    rows = table_rows(n_rows, start, **options)
+    heading = next(rows)
+    sheet.write(_XML + f'<worksheet xmlns="{_MAIN}"><dimension ref="A1:'
+                f'{"ABCDEFGHIJKLMNOPQRSTUVWXYZ"[len(heading) - 1]}{n_rows + 1}"/><sheetData>')
+    for number, row in enumerate(itertools.chain([heading], rows), 1):
+        sheet.write(f'<row r="{number}">')
+        for column, value in enumerate(row):
+            reference = f"{'ABCDEFGHIJKLMNOPQRSTUVWXYZ'[column]}{number}"
+            if value in ("0", "1") and number > 1:
+                sheet.write(f'<c r="{reference}"><v>{value}</v></c>')
+            elif value:
+                index = strings.setdefault(value, len(strings))
+                sheet.write(f'<c r="{reference}" t="s"><v>{index}</v></c>')
+        sheet.write("</row>")
+    sheet.write("</sheetData></worksheet>")
+    shared = "".join(f"<si><t xml:space=\"preserve\">{escape(s)}</t></si>" for s in strings)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as package:
+        for name, text in _XLSX_PARTS.items():
+            package.writestr(name, text)
+        package.writestr("xl/worksheets/sheet1.xml", sheet.getvalue())
+        package.writestr("xl/sharedStrings.xml",
+                         _XML + f'<sst xmlns="{_MAIN}" uniqueCount="{len(strings)}">{shared}</sst>')
+    return buffer.getvalue()
+
+
+_XML = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_PACKAGE_RELS = "http://schemas.openxmlformats.org/package/2006/relationships"
+_DOCUMENT_RELS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_CONTENT = "application/vnd.openxmlformats-officedocument.spreadsheetml"
+_XLSX_PARTS = {  # the parts of a one-sheet workbook besides the sheet and its strings
+    "[Content_Types].xml": _XML + (
+        '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+        '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+        'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+        f'<Override PartName="/xl/workbook.xml" ContentType="{_CONTENT}.sheet.main+xml"/>'
+        f'<Override PartName="/xl/worksheets/sheet1.xml" ContentType="{_CONTENT}.worksheet+xml"/>'
+        f'<Override PartName="/xl/sharedStrings.xml" ContentType="{_CONTENT}.sharedStrings+xml"/>'
+        f'<Override PartName="/xl/styles.xml" ContentType="{_CONTENT}.styles+xml"/></Types>'),
+    "_rels/.rels": _XML + (
+        f'<Relationships xmlns="{_PACKAGE_RELS}"><Relationship Id="rId1" '
+        f'Type="{_DOCUMENT_RELS}/officeDocument" Target="xl/workbook.xml"/></Relationships>'),
+    "xl/workbook.xml": _XML + (
+        f'<workbook xmlns="{_MAIN}" xmlns:r="{_DOCUMENT_RELS}"><sheets>'
+        '<sheet name="Users" sheetId="1" r:id="rId1"/></sheets></workbook>'),
+    "xl/_rels/workbook.xml.rels": _XML + (
+        f'<Relationships xmlns="{_PACKAGE_RELS}">'
+        f'<Relationship Id="rId1" Type="{_DOCUMENT_RELS}/worksheet" '
+        'Target="worksheets/sheet1.xml"/>'
+        f'<Relationship Id="rId2" Type="{_DOCUMENT_RELS}/sharedStrings" '
+        'Target="sharedStrings.xml"/>'
+        f'<Relationship Id="rId3" Type="{_DOCUMENT_RELS}/styles" Target="styles.xml"/>'
+        '</Relationships>'),
+    "xl/styles.xml": _XML + (
+        f'<styleSheet xmlns="{_MAIN}"><fonts count="1"><font><sz val="11"/><name val="Calibri"/>'
+        '</font></fonts><fills count="1"><fill><patternFill patternType="none"/></fill></fills>'
+        '<borders count="1"><border/></borders><cellStyleXfs count="1"><xf numFmtId="0" '
+        'fontId="0" fillId="0" borderId="0"/></cellStyleXfs><cellXfs count="1"><xf '
+        'numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/></cellXfs><cellStyles '
+        'count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles></styleSheet>'),
+}
 
 
 def user_record(i: int, seed: int = SEED, *, now=None) -> dict:

@@ -3,7 +3,7 @@
 `python -m bench.memory OWNER_ID CSV_PATH`, with the database URL in BULKIMPORT_BENCH_MEMORY_URL,
 reads the file, stages it exactly as the upload view does (read + validate + stage + commit) and
 prints one JSON line: the process's RSS after imports and reading the file (baseline), its peak
-RSS at the end (ru_maxrss) and the time.
+RSS at the end (VmHWM) and the time.
 """
 
 from __future__ import annotations
@@ -32,6 +32,14 @@ def current_rss_mib() -> float:
 
 def peak_rss_mib() -> float:
     """The peak resident set size of this process so far, in MiB."""
+    # Linux's VmHWM first: ru_maxrss survives execve, so a child started by subprocess reports
+    # at least the RSS of the parent it was forked from (the bench process, hundreds of MiB).
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
