@@ -78,6 +78,8 @@ def encoding_name(codec: str) -> str:
 @_filter("delimiter_name")
 def delimiter_name(delimiter: str) -> str:
     """A delimiter in words with the character itself: `semicolon (;)`."""
+    if not delimiter:
+        return "none (an Excel workbook)"
     return f"{DELIMITERS.get(delimiter, 'custom')} ({'⇥' if delimiter == chr(9) else delimiter})"
 
 

@@ -11,11 +11,13 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from .encodings import Alternative, Reading, UndecodableFile, choose_reading
 from .mapping import Mapping, heading_key, is_version_line, propose
+from .problems import FileProblem
+from .workbook import is_workbook, read_workbook
 
 # Most columns a file may have (BULKIMPORT_MAX_COLUMNS): every column costs every page that shows
 # the batch, and a 1.5 MB file of 200,000 columns made a 30 MB review page.
@@ -26,8 +28,9 @@ DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
 ENCODING_NAMES = {
     "utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "utf-16": "UTF-16 with BOM",
     "cp1252": "Windows-1252", "iso8859-1": "ISO-8859-1", "iso8859-15": "ISO-8859-15",
-    "cp1250": "Windows-1250", "mac-roman": "Mac Roman",
+    "cp1250": "Windows-1250", "mac-roman": "Mac Roman", "xlsx": "Excel workbook",
 }
+WORKBOOK = "xlsx"  # the encoding recorded for a workbook, whose cells are already text
 
 # Signatures of common files that are not text, with what to tell the person who uploaded them.
 BINARY_SIGNATURES = (
@@ -44,15 +47,6 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _QUOTED = re.compile('"[^"]*"')
 _NEWLINE = re.compile("\r\n?|\n")
 _NEWLINE_BYTES = re.compile(b"\r\n?|\n")
-
-
-class FileProblem(Exception):
-    """The file as a whole cannot be used; `message` says why in words, naming the line."""
-
-    def __init__(self, message: str, line: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.line = line
 
 
 @dataclass(slots=True)
@@ -78,6 +72,7 @@ class Table:
     skipped_first_line: bool = False  # Entra's `version:v1.0` line before the headings
     # Other plausible readings of a file whose encoding is in doubt, to offer beside this one.
     alternatives: list[Alternative] = field(default_factory=list)
+    sheets: list[str] = field(default_factory=list)  # a workbook's sheets, to choose from
 
     @property
     def encoding_name(self) -> str:
@@ -87,7 +82,8 @@ class Table:
     @property
     def delimiter_name(self) -> str:
         """The delimiter as a person would call it."""
-        return DELIMITERS.get(self.delimiter, repr(self.delimiter))
+        return DELIMITERS.get(self.delimiter, repr(self.delimiter)) if self.delimiter \
+            else "none (a workbook)"
 
     @property
     def unknown_columns(self) -> list[str]:
@@ -117,20 +113,29 @@ def read_table(
     max_columns: int = MAX_COLUMNS,
     mapping: Mapping | None = None,
     require_mapped: bool = True,
+    sheet: str | None = None,
 ) -> Table:
     """Parse an uploaded file; `encoding` and `delimiter` override detection when given.
     `custom_fields` are the symbolic names of the profile fields a heading may name; a line with
     more than `max_columns` fields refuses the file. Without `mapping`, the headings are mapped
     as `mapping.propose` reads them; `require_mapped` refuses a file whose mapping leaves a
-    required field without a column (the web's mapping step asks instead)."""
-    _refuse_binary(data, encoding)
-    reading = decode_reading(data, encoding, fallbacks)
-    text, used_encoding = reading.text, reading.codec
-    if not text.strip():
-        raise FileProblem("The file is empty.")
-    _refuse_control_characters(text)
-    used_delimiter = delimiter or detect_delimiter(text)
-    rows = _parse(text, used_delimiter)
+    required field without a column (the web's mapping step asks instead). An Excel workbook
+    is read from `sheet` (the first by default), its cells as the spreadsheet shows them."""
+    alternatives: list[Alternative] = []
+    sheets: list[str] = []
+    if data.startswith(b"PK\x03\x04") or is_workbook(data):  # a ZIP: a workbook or not
+        workbook = read_workbook(data, sheet, max_columns)
+        used_encoding, used_delimiter, sheets = WORKBOOK, "", workbook.sheet_names
+        rows: Iterator[Record] = _workbook_records(workbook.rows)
+    else:
+        _refuse_binary(data, encoding)
+        reading = decode_reading(data, encoding, fallbacks)
+        text, used_encoding, alternatives = reading.text, reading.codec, reading.alternatives
+        if not text.strip():
+            raise FileProblem("The file is empty.")
+        _refuse_control_characters(text)
+        used_delimiter = delimiter or detect_delimiter(text)
+        rows = _parse(text, used_delimiter)
 
     first = next(rows, None)
     skipped = first is not None and is_version_line(first.cells)
@@ -152,8 +157,7 @@ def read_table(
         raise FileProblem(missing_message(mapping, line), line)
     fields = mapping.fields()
     table = Table(used_encoding, used_delimiter, headings, fields, mapping=mapping,
-                  skipped_first_line=skipped)
-    table.alternatives = reading.alternatives
+                  skipped_first_line=skipped, alternatives=alternatives, sheets=sheets)
     for record in records:
         if len(record.cells) > width and not any(c.strip() for c in record.cells[width:]):
             record.cells = record.cells[:width]  # empty cells of those empty columns
@@ -165,6 +169,20 @@ def read_table(
     if not table.records:
         raise FileProblem("The file has a heading line but no user rows.", line + 1)
     return table
+
+
+def _workbook_records(rows: list[list[str]]) -> Iterator[Record]:
+    """The rows of a sheet as records on their spreadsheet row numbers; a cell holding a
+    control character refuses the file as it would in a CSV file."""
+    for number, cells in enumerate(rows, start=1):
+        for cell in cells:
+            match = _CONTROL.search(cell)
+            if match:
+                raise FileProblem(
+                    f"Line {number}: a cell contains the control character "
+                    f"U+{ord(match.group()):04X}, which has no place in a user's details. Remove "
+                    "it and upload again.", number)
+        yield Record(number, number, cells)
 
 
 def _refuse_too_wide(count: int, line: int, max_columns: int) -> None:

@@ -33,7 +33,7 @@ from .mapping import (
     Mapping,
     apply_settings,
 )
-from .reader import FileProblem, check_headings, missing_message, read_table
+from .reader import WORKBOOK, FileProblem, check_headings, missing_message, read_table
 from .saved_mappings import apply_saved
 from .validation import WEB, PasswordColumnConflict, Plan, Wording, plan_table
 
@@ -97,8 +97,10 @@ def replan(session: Session, batch: ImportBatch, **changes: Any) -> None:
         raise BatchClosed(batch.id)
     data = unseal_file(stored.sealed, current_app.config["SECRET_KEY"])
     mapping = Mapping.from_json(batch.mapping) if batch.mapping else None
-    options = UploadOptions(batch.generate_passwords, batch.encoding, batch.delimiter,
-                            batch.clear_empty, batch.update_passwords, batch.sheet, mapping)
+    chosen = batch.notes or {}  # what the administrator forced, rather than what was detected
+    options = UploadOptions(batch.generate_passwords, chosen.get("encoding_chosen"),
+                            chosen.get("delimiter_chosen"), batch.clear_empty,
+                            batch.update_passwords, batch.sheet, mapping)
     for name, value in changes.items():
         setattr(options, name, value)
     if "encoding" in changes or "sheet" in changes:
@@ -115,8 +117,9 @@ def column_samples(session: Session, batch: ImportBatch, count: int = 3) -> list
         raise BatchClosed(batch.id)
     data = unseal_file(stored.sealed, current_app.config["SECRET_KEY"])
     mapping = Mapping.from_json(batch.mapping) if batch.mapping else None
-    table = read_table(data, encoding=batch.encoding, delimiter=batch.delimiter,
-                       mapping=mapping, require_mapped=False,
+    table = read_table(data, encoding=None if batch.encoding == WORKBOOK else batch.encoding,
+                       delimiter=batch.delimiter or None,
+                       mapping=mapping, require_mapped=False, sheet=batch.sheet,
                        max_columns=current_app.config["MAX_COLUMNS"])
     samples: list[list[str]] = [[] for _ in table.headings]
     for record in table.records:
@@ -141,7 +144,7 @@ def _plan_into(session: Session, batch: ImportBatch, data: bytes,
                        fallbacks=config["ENCODING_FALLBACKS"],
                        custom_fields=[f.name for f in fields],
                        max_columns=config["MAX_COLUMNS"], mapping=_usable(options.mapping, fields),
-                       require_mapped=False)
+                       require_mapped=False, sheet=options.sheet)
     mapping = table.mapping
     assert mapping is not None
     if options.mapping is None:
@@ -160,9 +163,12 @@ def _plan_into(session: Session, batch: ImportBatch, data: bytes,
     batch.mapping = mapping.to_json()
     batch.columns = [{"heading": h, "field": f}
                      for h, f in zip(table.headings, table.fields, strict=True)]
-    notes: dict[str, Any] = {}
+    notes: dict[str, Any] = {"encoding_chosen": options.encoding,
+                             "delimiter_chosen": options.delimiter}
     if table.skipped_first_line:
         notes["skipped_first_line"] = True
+    if len(table.sheets) > 1:
+        notes["sheets"] = table.sheets
     if table.alternatives:
         notes["alternatives"] = [
             {"codec": a.codec, "words": [[ours, theirs] for ours, theirs in a.words]}

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 from openpyxl import load_workbook
 
-from .reader import FileProblem
+from .problems import FileProblem
 
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
 WORKBOOK_PART = "xl/workbook.xml"

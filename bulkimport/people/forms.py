@@ -50,7 +50,8 @@ class UploadForm(FlaskForm):
     """Step 1: the file, the password option and the advanced overrides."""
 
     file = FileField("CSV file", validators=[FileRequired("Choose a CSV file to upload.")],
-                     render_kw={"accept": ".csv,.txt,.tsv,text/csv,text/plain"})
+                     render_kw={"accept": ".csv,.txt,.tsv,.xlsx,.xlsm,text/csv,text/plain,"
+                                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"})
     generate_passwords = BooleanField(GENERATE_LABEL)
     clear_empty = BooleanField("Empty cells clear values")
     encoding = SelectField("Encoding", choices=ENCODINGS, default="")
@@ -238,6 +239,7 @@ class BatchOptionForm(FlaskForm):
 
     change = HiddenField(validators=[InputRequired()])
     encoding = HiddenField()
+    sheet = StringField("Sheet")
 
 
 class RenameMappingForm(FlaskForm):

@@ -26,7 +26,7 @@ from .forms import (
 )
 
 ONE_CLICK_CHANGES = ("ignore_password_column", "generate_passwords", "file_passwords",
-                     "update_passwords", "keep_passwords", "encoding")
+                     "update_passwords", "keep_passwords", "encoding", "sheet")
 
 
 def _open_batch(batch_id: int) -> ImportBatch:
@@ -121,8 +121,9 @@ def _create_fields(chosen: Mapping, form) -> None:
 @bp.post("/import/<int:batch_id>/options")
 def change_options(batch_id: int):
     """A one-click change from the review page: ignore the password column and generate
-    passwords, switch generated passwords on or off, set existing users' passwords too, or read
-    the file with another encoding. The file is read again; choices start over."""
+    passwords, switch generated passwords on or off, set existing users' passwords too, read
+    the file with another encoding, or read another sheet of a workbook. The file is read
+    again; choices start over."""
     batch = _open_batch(batch_id)
     form = BatchOptionForm()
     if not form.validate_on_submit() or form.change.data not in ONE_CLICK_CHANGES:
@@ -135,6 +136,10 @@ def change_options(batch_id: int):
             if index is not None:
                 mapping.targets[index] = NOT_IMPORTED
             replan(db.session, batch, mapping=mapping, generate_passwords=True)
+        elif change == "sheet":
+            if form.sheet.data not in ((batch.notes or {}).get("sheets") or []):
+                abort(400)
+            replan(db.session, batch, sheet=form.sheet.data, mapping=None)
         elif change == "encoding":
             offered = {a["codec"]: a for a in (batch.notes or {}).get("alternatives") or []}
             if form.encoding.data not in offered:
