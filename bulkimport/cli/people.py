@@ -12,15 +12,19 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from ..columns import label
 from ..csvfiles import csv_lines
 from ..extensions import db
 from ..importing.apply import ApplyError, result_message
-from ..importing.reader import DELIMITERS, FileProblem
+from ..importing.mapping import Mapping, MappingProblem
+from ..importing.reader import DELIMITERS, WORKBOOK, FileProblem
 from ..importing.staging import UploadOptions, rows_query, save_choices, stage_upload
 from ..importing.submission import apply_batch
+from ..importing.validation import CLI
 from ..mailing.dispatch import wake
 from ..models import ImportBatch, ImportRow, User, fold_key
 from ..user_directory import export_columns, export_rows
+from ..web import delimiter_name, encoding_name
 
 people_cli = AppGroup("people", help="Import and export users from the command line.")
 ACTIONS = (ImportRow.ADD, ImportRow.UPDATE)
@@ -58,25 +62,37 @@ def _owner(username: str | None) -> User:
 @click.option("--delimiter", default=None, type=click.Choice(sorted(DELIMITER_NAMES)),
               help="Force the delimiter.")
 @click.option("--clear-empty", is_flag=True, help="Empty cells clear stored values.")
+@click.option("--map", "map_settings", multiple=True, metavar="HEADING=FIELD",
+              help="What a column becomes (repeatable): HEADING=field, HEADING= to leave it out, "
+                   "username=email-local-part, names=split:HEADING.")
+@click.option("--sheet", default=None, help="The sheet of an Excel workbook (default: the first).")
+@click.option("--update-passwords", is_flag=True,
+              help="Also set the file's passwords of existing users (else they are for new "
+                   "users only).")
 @click.option("--results", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Write the results CSV (line, username, action, outcome, message) here.")
 @click.option("--as", "as_user", default=None,
               help="The administrator recorded as the importer (default: the first one).")
 def import_command(file: Path, dry_run: bool, generate_passwords: bool, actions: tuple[str, ...],
                    encoding: str | None, delimiter: str | None, clear_empty: bool,
+                   map_settings: tuple[str, ...], sheet: str | None, update_passwords: bool,
                    results: Path | None, as_user: str | None) -> None:
     """Import users from FILE exactly as the web form would; nothing is written when a row is
     in error."""
     session = db.session
     owner = _owner(as_user)
     options = UploadOptions(generate_passwords, encoding,
-                            DELIMITER_NAMES[delimiter] if delimiter else None, clear_empty)
+                            DELIMITER_NAMES[delimiter] if delimiter else None, clear_empty,
+                            update_passwords, sheet, map_settings=map_settings,
+                            ask_unresolved=False, wording=CLI)
     try:
         batch = stage_upload(session, owner.id, file.name, file.read_bytes(), options)
-    except (FileProblem, LookupError) as problem:
+    except (FileProblem, LookupError, MappingProblem) as problem:
         session.rollback()
         click.echo(f"Error: {getattr(problem, 'message', problem)}", err=True)
         sys.exit(1)
+    if dry_run:
+        _describe(batch)
     counts = batch.counts
     click.echo(f"{file.name}: {counts['total']} rows: {counts['add']} to add, "
                f"{counts['update']} to update, {counts['nochange']} unchanged, "
@@ -101,6 +117,42 @@ def import_command(file: Path, dry_run: bool, generate_passwords: bool, actions:
         _write_results(session.get(ImportBatch, batch.id), results)
     if result["invitations"] and current_app.config["REDIS_URL"]:
         wake()  # without Redis, the web application's sweeper sends them
+
+
+def _describe(batch: ImportBatch) -> None:
+    """What the dry run detected: encoding, delimiter or sheet, preset, mapping, derived values,
+    columns left out, and the notes the review page would show."""
+    mapping = Mapping.from_json(batch.mapping or {"headings": [], "targets": []})
+    notes = batch.notes or {}
+    where = (f"sheet “{batch.sheet or (notes.get('sheets') or ['the first'])[0]}”"
+             if batch.encoding == WORKBOOK else f"delimiter {delimiter_name(batch.delimiter)}")
+    click.echo(f"Detected: {encoding_name(batch.encoding)}, {where}.")
+    for other in notes.get("alternatives") or []:
+        pairs = "; ".join(f"{ours} / {theirs}" for ours, theirs in other["words"][:5])
+        click.echo(f"Note: the file could also be {encoding_name(other['codec'])} ({pairs}); "
+                   f"read it so with --encoding {other['codec']}.")
+    if mapping.preset:
+        click.echo(f"Read as {mapping.preset}.")
+    elif mapping.saved:
+        click.echo(f"Read with the saved mapping “{mapping.saved}”.")
+    click.echo("Mapping: " + ", ".join(
+        f"{heading} → {label(target) if target else 'not imported'}"
+        for heading, target in zip(mapping.headings, mapping.targets, strict=True)))
+    for said in mapping.derived:
+        click.echo(f"Derived: {said}.")
+    if mapping.not_imported:
+        click.echo("Not imported: " + ", ".join(mapping.not_imported)
+                   + " (map one with --map \"HEADING=field\").")
+    counts = batch.counts
+    if counts.get("short"):
+        click.echo(f"Note: {counts['short']} rows left out their empty trailing cells; they were "
+                   "read as empty.")
+    if notes.get("empty_password_column"):
+        click.echo(f"Note: the column “{notes['empty_password_column']}” is empty in every row "
+                   "and was ignored.")
+    if counts.get("password_ignored"):
+        click.echo(f"Note: {counts['password_ignored']} rows of existing users have a password "
+                   "in the file; it is ignored unless --update-passwords is given.")
 
 
 def _apply(batch_id: int) -> dict:
