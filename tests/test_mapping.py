@@ -421,7 +421,8 @@ def test_an_xlsx_workbook_is_read_like_a_csv_file(app, client):
 # ---- the command line ------------------------------------------------------------------------
 
 CLI_SAMPLES = {
-    "m365-admin-center.csv": (["--generate-passwords"], "3 rows: 3 to add, 0 to update, 0 unchanged, 0 in error.",
+    "m365-admin-center.csv": (["--generate-passwords"],
+                              "3 rows: 3 to add, 0 to update, 0 unchanged, 0 in error.",
                               "Read as a Microsoft 365 admin centre template."),
     "entra-bulk-create.csv": ([], "3 rows: 3 to add, 0 to update, 0 unchanged, 0 in error.",
                               "Read as a Microsoft Entra bulk-create template."),

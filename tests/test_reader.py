@@ -182,7 +182,8 @@ BAD_FILES = {
         "Line 3: the file is neither UTF-8 (byte 0xe9 on line 2 cannot be read) nor Windows-1252 "
         "(byte 0x8d on line 3 cannot be read).", 3),
     "undecodable-cr-only": (b"username,firstname,surname,email\rj,J,S,j@x.com\rx,\x90,y,z@x.com\r",
-                            {}, "Line 3: the file is neither UTF-8 nor Windows-1252 nor Windows-1250 (byte 0x90", 3),
+                            {}, "Line 3: the file is neither UTF-8 nor Windows-1252 nor "
+                            "Windows-1250 (byte 0x90", 3),
     "no-fallbacks": (utf8(HEADING) + b"jsmith,J\xe9r\xf4me,Smith,j@example.com\n",
                      {"fallbacks": []}, "Line 2: the file is not valid UTF-8 (byte 0xe9 cannot be "
                      "read).", 2),
