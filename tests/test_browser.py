@@ -352,3 +352,46 @@ def test_custom_field_import_export_and_reimport_without_changes(live_server, pa
     expect(page.locator('[data-count="nochange"] .big-number')).to_have_text("3")
     screenshot(page, tmp_path, "reimport-no-change.png")
     assert page.problems == []
+
+
+HR_EXPORT = (b"Login,Full name,Mail,Office\n"
+             b"ann,Ann Lee,ann@example.com,B1\n"
+             b"bob,Bob van Dam,bob@example.com,B2\n")
+
+
+def test_map_an_unknown_column_then_the_mapping_is_remembered(live_server, page, tmp_path):
+    from playwright.sync_api import expect
+
+    log_in(page, live_server, "boss", ADMIN_PASSWORD)
+    for attempt in ("first", "second"):
+        page.goto(f"{live_server}/admin/people/import")
+        page.get_by_label("CSV file").set_input_files(
+            {"name": "hr.csv", "mimeType": "text/csv", "buffer": HR_EXPORT})
+        page.get_by_label(GENERATE_LABEL, exact=True).check()
+        page.get_by_role("button", name="Upload and review").click()
+        if attempt == "second":
+            break
+        expect(page.get_by_role("heading", name="What do the columns of “hr.csv” hold?")) \
+            .to_be_visible()
+        office = page.locator('tr[data-heading="Office"]')
+        expect(office).to_contain_text("not recognised")
+        expect(office).to_contain_text("B1")
+        expect(page.get_by_label("Full name", exact=True)).to_have_value("fullname")
+        screenshot(page, tmp_path, "mapping.png")
+        page.set_viewport_size({"width": 390, "height": 844})
+        screenshot(page, tmp_path, "mapping-phone.png")
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.get_by_label("Office", exact=True).select_option("__new__")
+        page.get_by_role("button", name="Apply and review").click()
+        expect(page.get_by_text("The profile field “office” was created")).to_be_visible()
+        expect(page.locator("tr[data-line='3']")).to_contain_text("office: B2")
+        expect(page.locator("tr[data-line='3']")).to_contain_text("van Dam")
+        expect(page.locator(".derived").first).to_contain_text("first name and surname")
+        page.locator('input[data-select-all="add"]').check()
+        page.get_by_role("button", name="Submit", exact=True).click()
+        expect(page.get_by_role("status")).to_contain_text("2 users added")
+    # the second upload of the same headings goes straight to the review, saying why
+    expect(page.get_by_role("heading", name="Review “hr.csv”")).to_be_visible()
+    expect(page.locator("#read-as")).to_contain_text("Read with your saved mapping “Columns of hr”")
+    expect(page.locator("#summary")).to_contain_text("0 users will be added")
+    assert page.problems == []
