@@ -9,6 +9,7 @@ from flask_login import current_user
 
 from .columns import label
 from .extensions import login_manager
+from .importing.mapping import FULL_NAME, FULL_NAME_LABEL
 from .importing.reader import DELIMITERS, ENCODING_NAMES
 
 MAX_PAGE = 100_000
@@ -100,5 +101,6 @@ def display_value(value) -> str:
 
 @_filter("column_label")
 def column_label(key: str) -> str:
-    """The label of a standard column (`Change password next time`), or a profile field's name."""
-    return label(key)
+    """The label of a standard column (`Change password next time`), of a mapping's full name,
+    or a profile field's name."""
+    return FULL_NAME_LABEL if key == FULL_NAME else label(key)

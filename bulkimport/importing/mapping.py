@@ -18,6 +18,7 @@ from typing import Any
 from ..columns import BY_KEY, HEADING_ALIASES, REQUIRED, normalise_heading
 
 FULL_NAME = "fullname"  # a full or display name: first word → first name, the rest → surname
+FULL_NAME_LABEL = "full name (split into first name and surname)"
 NOT_IMPORTED = ""
 # Columns that `Download rows with errors` adds: read back and ignored.
 ERROR_FILE_COLUMNS = {"error": NOT_IMPORTED, "line": NOT_IMPORTED}
