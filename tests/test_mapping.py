@@ -369,6 +369,25 @@ def test_a_files_passwords_are_for_new_users_unless_asked(app, client):
     assert counts(page)["update"] == 1 and "password: " in page
 
 
+def test_the_kept_file_is_encrypted_and_goes_with_the_batch(app, client):
+    from bulkimport.models import UploadFile
+
+    batch_id = batch_id_of(upload(client, WITH_PASSWORDS, generate=False))
+    with app.app_context():
+        sealed = db.session.get(UploadFile, batch_id).sealed
+    assert b"correct-horse" not in sealed and b"jsmith" not in sealed
+    choose_all(client, batch_id, "add")
+    from conftest import wait_for_jobs
+    wait_for_jobs(app)
+    with app.app_context():
+        assert db.session.get(ImportBatch, batch_id).status == ImportBatch.APPLIED
+        assert db.session.scalar(select(db.func.count()).select_from(UploadFile)) == 0
+    # a submitted batch cannot be read again
+    response = client.post(f"/admin/people/import/{batch_id}/options",
+                           data={"change": "generate_passwords"})
+    assert response.status_code == 409
+
+
 def test_missing_passwords_offer_to_generate_them(app, client):
     data = b"username,firstname,surname,email\nann,Ann,Lee,ann@example.com\n"
     batch_id = batch_id_of(upload(client, data, generate=False))

@@ -92,8 +92,10 @@ def replan(session: Session, batch: ImportBatch, **changes: Any) -> None:
     """Read the batch's kept file again with changed options (`mapping`, `encoding`,
     `generate_passwords`, `update_passwords`, `sheet`), replacing its staged rows and choices;
     raises FileProblem (the caller rolls back) when the file cannot be used that way."""
+    status = session.scalar(select(ImportBatch.status).where(ImportBatch.id == batch.id)
+                            .with_for_update())  # a submit in another tab waits, or wins
     stored = session.get(UploadFile, batch.id)
-    if stored is None or not batch.is_open:
+    if stored is None or status not in (ImportBatch.STAGED, ImportBatch.FAILED):
         raise BatchClosed(batch.id)
     data = unseal_file(stored.sealed, current_app.config["SECRET_KEY"])
     mapping = Mapping.from_json(batch.mapping) if batch.mapping else None
