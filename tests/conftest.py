@@ -221,13 +221,16 @@ def client(app, admin):
 
 
 def upload(client, data: bytes, filename: str = "users.csv", *, generate: bool = True,
-           encoding: str = "", delimiter: str = "", clear_empty: bool = False):
+           encoding: str = "", delimiter: str = "", clear_empty: bool = False,
+           update_passwords: bool = False):
     """POST a file to the upload form; returns the response (302 to the review when staged)."""
     import io
 
     form = {"file": (io.BytesIO(data), filename), "encoding": encoding, "delimiter": delimiter}
     if clear_empty:
         form["clear_empty"] = "y"
+    if update_passwords:
+        form["update_passwords"] = "y"
     if generate:
         form["generate_passwords"] = "y"
     return client.post("/admin/people/import", data=form, content_type="multipart/form-data")

@@ -53,7 +53,8 @@ def test_a_file_cannot_change_an_administrators_credentials(app, client, people,
     line = CHANGES[change].format(name=username, upper=username.upper(), first=first, last=last,
                                   email=f"{username}@example.com")
     before = snapshot(app, username)
-    batch_id = batch_id_of(upload(client, (HEADINGS + line + "\n").encode(), generate=False))
+    batch_id = batch_id_of(upload(client, (HEADINGS + line + "\n").encode(), generate=False,
+                                  update_passwords=True))
     page = client.get(f"/admin/people/import/{batch_id}?show=error").get_data(as_text=True)
     choose_all(client, batch_id, "update")
     wait_for_jobs(app)
@@ -70,7 +71,8 @@ def test_a_file_cannot_change_an_administrators_credentials(app, client, people,
 def test_a_plain_user_is_still_updatable(app, client, people, change):
     line = CHANGES[change].format(name="pat", upper="PAT", first="Pat", last="Plain",
                                   email="pat@example.com")
-    batch_id = batch_id_of(upload(client, (HEADINGS + line + "\n").encode(), generate=False))
+    batch_id = batch_id_of(upload(client, (HEADINGS + line + "\n").encode(), generate=False,
+                                  update_passwords=True))
     assert choose_all(client, batch_id, "update").status_code == 302
     wait_for_jobs(app)  # a file's passwords are hashed by a background job
     username, email, password_hash, _ = snapshot(app, "pat")

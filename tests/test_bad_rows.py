@@ -428,10 +428,11 @@ BAD_FILES = {
     "control-character": (f"{HEADING}\n{GOOD}\nann,A\x1bnn,Lee,ann@example.com\n".encode(), {},
                           "Line 3: the file contains the control character U+001B, which has no "
                           "place in a CSV file. Remove it and upload again."),
-    "xlsx": (b"PK\x03\x04\x14\x00\x06\x00\x08\x00" + b"\x00" * 30 + b"[Content_Types].xml", {},
-             "This is a ZIP archive or an Excel workbook (.xlsx), not a CSV file. In your "
-             "spreadsheet, use “Save as” and choose “CSV UTF-8 (comma delimited)”, then upload "
-             "that file."),
+    "damaged-xlsx": (b"PK\x03\x04\x14\x00\x06\x00\x08\x00" + b"\x00" * 30
+                     + b"[Content_Types].xml", {},
+                     "This Excel workbook is damaged and cannot be read. Open it in your "
+                     "spreadsheet and use “Save as” to save it as an “Excel Workbook (.xlsx)” or "
+                     "as “CSV UTF-8 (comma delimited)”, then upload that file."),
     "xls": (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 60, {},
             "This is an old Excel workbook (.xls) or another Office file, not a CSV file."),
     "png": (b"\x89PNG\r\n\x1a\n" + b"\x00" * 30, {}, "This is a PNG image, not a CSV file."),

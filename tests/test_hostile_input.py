@@ -83,13 +83,15 @@ def test_generated_files_never_break_the_server_or_write_half(app, client, data,
         return
     with app.app_context():
         batch = db.session.scalar(select(ImportBatch).order_by(ImportBatch.id.desc()).limit(1))
-        staged_rows = batch.counts["total"]
+        # a file waiting for its mapping or an option has no rows staged yet
+        staged_rows = 0 if batch.needs_mapping or batch.blocked else batch.counts["total"]
+        review_url = f"/admin/people/import/{batch.id}"
         db.session.remove()
     assert after["batches"] == before["batches"] + 1
     assert after["rows"] == before["rows"] + staged_rows
     assert after["users"] == before["users"] and after["users_sha"] == before["users_sha"]
 
-    submit = client.post(response.location, data={
+    submit = client.post(review_url, data={
         "show": "all", "page": "1", "was_all_skip": "1", "all_add": "y", "all_update": "y",
         "submit": "1"})
     assert submit.status_code in (200, 302), submit.status_code

@@ -153,11 +153,12 @@ BAD_FILES = {
                                       {}, "Line 4: the file contains the control character U+0007",
                                       4),
     # files that are not text
+    # a ZIP is read as a workbook, whatever encoding or delimiter is forced; these are damaged
     "zip-archive": (b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + b"\x00" * 20, {},
-                    "This is a ZIP archive or an Excel workbook (.xlsx), " + NOT_CSV, None),
-    "xlsx-workbook": (xlsx_like(), {}, "This is a ZIP archive or an Excel workbook (.xlsx)", None),
+                    "This Excel workbook is damaged and cannot be read.", None),
+    "xlsx-workbook": (xlsx_like(), {}, "This Excel workbook is damaged and cannot be read.", None),
     "xlsx-with-forced-encoding": (xlsx_like(), {"encoding": "latin-1", "delimiter": ","},
-                                  "This is a ZIP archive or an Excel workbook (.xlsx)", None),
+                                  "This Excel workbook is damaged and cannot be read.", None),
     "old-xls": (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 40, {},
                 "This is an old Excel workbook (.xls) or another Office file, " + NOT_CSV, None),
     "png": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 20, {},

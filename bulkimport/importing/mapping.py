@@ -54,9 +54,9 @@ def is_version_line(cells: Sequence[str]) -> bool:
 @dataclass(frozen=True)
 class Preset:
     """A system's export recognised from its headings alone: `signature` are heading keys that
-    must all be present (`by_attribute`: the bracketed attribute names), `targets` overrides the
-    common spellings, and every other column is not imported unless a profile field has its
-    name."""
+    must all be present (`by_attribute`: the bracketed attribute names). A column is read as
+    `targets` says, else as a standard column's name or alias, else as the profile field of its
+    name; every other column is not imported (the system's own fields, named on the review)."""
 
     name: str  # as the review page says it: "Read as …"
     signature: frozenset[str]
@@ -69,27 +69,20 @@ PRESETS: tuple[Preset, ...] = (
     Preset("a Microsoft Entra bulk-create template",
            frozenset({"userprincipalname", "passwordprofile"}),
            {"userprincipalname": "email", "displayname": FULL_NAME, "passwordprofile": "password",
-            "givenname": "firstname", "surname": "surname", "accountenabled": NOT_IMPORTED},
+            "accountenabled": NOT_IMPORTED},
            by_attribute=True),
     Preset("a Google Workspace bulk-upload file",
-           frozenset({"firstname", "lastname", "emailaddress", "orgunitpath"}),
-           {"firstname": "firstname", "lastname": "surname", "emailaddress": "email",
-            "password": "password", "changepasswordatnextsignin": "must_change_password"}),
+           frozenset({"firstname", "lastname", "orgunitpath"}), {}),
     Preset("a Microsoft 365 admin centre template",
            frozenset({"username", "firstname", "lastname", "displayname", "officenumber"}),
-           {"username": "email", "firstname": "firstname", "lastname": "surname"}),
-    Preset("a WordPress user export", frozenset({"userlogin", "useremail"}),
-           {"userlogin": "username", "useremail": "email", "userpass": "password",
-            "firstname": "firstname", "lastname": "surname", "locale": "language"}),
+           {"username": "email"}),  # its User Name is the sign-in address
+    Preset("a WordPress user export", frozenset({"userlogin", "useremail"}), {}),
     Preset("an Active Directory / LDAP export", frozenset({"samaccountname"}),
-           {"samaccountname": "username", "givenname": "firstname", "sn": "surname",
-            "mail": "email", "displayname": FULL_NAME, "preferredlanguage": "language"}),
-    Preset("an LDAP export", frozenset({"uid", "givenname", "sn", "mail"}),
-           {"uid": "username", "givenname": "firstname", "sn": "surname", "mail": "email",
-            "cn": FULL_NAME, "displayname": FULL_NAME, "preferredlanguage": "language"}),
-    Preset("a Moodle user file", frozenset({"username", "firstname", "lastname", "email"}),
-           {"username": "username", "firstname": "firstname", "lastname": "surname",
-            "email": "email", "password": "password", "lang": "language"}, exact=True),
+           {"displayname": FULL_NAME}),
+    Preset("an LDAP export", frozenset({"uid", "sn", "mail"}),
+           {"uid": "username", "cn": FULL_NAME, "displayname": FULL_NAME}),
+    Preset("a Moodle user file", frozenset({"username", "firstname", "lastname", "email"}), {},
+           exact=True),
 )
 
 
@@ -201,9 +194,11 @@ def propose(headings: Sequence[str], custom_fields: Iterable[str] = (),
     targets: list[str | None] = []
     for heading, key in zip(headings, keys, strict=True):
         target: str | None
-        if preset is not None:  # the system's own meaning, else a profile field, else left out
-            lookup = attribute_of(heading) if preset.by_attribute else key
-            target = preset.targets.get(lookup or key) or profile.get(key) or NOT_IMPORTED
+        if preset is not None:  # the system's meaning, else a standard or profile field
+            lookup = (attribute_of(heading) if preset.by_attribute else None) or key
+            target = preset.targets.get(lookup)
+            if target is None:
+                target = HEADING_ALIASES.get(lookup) or profile.get(key) or NOT_IMPORTED
         else:
             target = profile.get(key) or _common_target(key, keys)
         targets.append(target)

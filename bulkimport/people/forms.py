@@ -54,6 +54,7 @@ class UploadForm(FlaskForm):
                                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"})
     generate_passwords = BooleanField(GENERATE_LABEL)
     clear_empty = BooleanField("Empty cells clear values")
+    update_passwords = BooleanField("Also set the passwords of existing users")
     encoding = SelectField("Encoding", choices=ENCODINGS, default="")
     delimiter = SelectField("Delimiter", choices=DELIMITERS, default="")
     submit = SubmitField("Upload and review")

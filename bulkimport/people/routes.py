@@ -72,7 +72,8 @@ def upload():
     if form.validate_on_submit():
         upload = form.file.data
         options = UploadOptions(form.generate_passwords.data, form.encoding.data or None,
-                                form.delimiter.data or None, form.clear_empty.data)
+                                form.delimiter.data or None, form.clear_empty.data,
+                                form.update_passwords.data)
         purge_expired(db.session)
         try:
             batch = stage_upload(db.session, current_user.id, upload.filename or "",
