@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import add_user, batch_id_of, choose_all, login_admin, upload
+from conftest import add_user, batch_id_of, choose_all, login_admin, map_columns, upload
 from sqlalchemy import select, update
 from test_mailing import drain
 
@@ -40,7 +40,10 @@ FILE = "\n".join([
     "newbie,Dup,Licate,dup@example.com,,,,,",                                    # duplicate
 ]) + "\n"
 INTERNALS = ("<built-in", " object at 0x", "Undefined", "Traceback")
-RAW_KEYS = ("must_change_password", "nochange", "progress_stage", "invitation_status")
+RAW_KEYS = ("must_change_password", "nochange", "progress_stage", "invitation_status",
+            "fullname", "_derived", "needs_mapping")
+HR_EXPORT = (b"Login,Full name,Mail,Office\n"
+             b"ann,Ann Lee,ann@example.com,B1\nbob,Bob van Dam,bob@example.com,B2\n")
 
 
 @pytest.fixture
@@ -65,6 +68,10 @@ def realistic(app_factory):
     assert choose_all(client, applied, "add", "update").status_code == 302
     drain(app)  # every invitation sent into the outbox
     staged = batch_id_of(upload(client, FILE.encode(), "again.csv"))
+    # an export of another system: mapped once (a saved mapping), then waiting at the column step
+    mapped = batch_id_of(upload(client, HR_EXPORT, "hr.csv"))
+    assert map_columns(client, mapped, ["username", "fullname", "email", ""]).status_code == 302
+    asking = batch_id_of(upload(client, HR_EXPORT.replace(b"Office", b"Desk"), "hr2.csv"))
     states = (InvitationStatus.QUEUED, InvitationStatus.SENDING, InvitationStatus.SENT)
     owners = {state: add_user(app, f"state-{state}", f"{state}@example.com") for state in states}
     expired_id = add_user(app, "expired", "expired@example.com")
@@ -84,7 +91,7 @@ def realistic(app_factory):
         assert db.session.get(ImportBatch, applied).status == "applied"
     outbox = sorted(p.name for p in (Path(app.instance_path) / "outbox").glob("*.eml"))
     assert outbox
-    return app, client, {"batch_id": [applied, staged], "field_id": field_ids, "code": ["en"],
+    return app, client, {"batch_id": [applied, staged, mapped, asking], "field_id": field_ids, "code": ["en"],
                          "name": [INVITATION], "filename": ["bulkimport.css"]}, outbox[0]
 
 
