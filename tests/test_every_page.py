@@ -91,8 +91,9 @@ def realistic(app_factory):
         assert db.session.get(ImportBatch, applied).status == "applied"
     outbox = sorted(p.name for p in (Path(app.instance_path) / "outbox").glob("*.eml"))
     assert outbox
-    return app, client, {"batch_id": [applied, staged, mapped, asking], "field_id": field_ids, "code": ["en"],
-                         "name": [INVITATION], "filename": ["bulkimport.css"]}, outbox[0]
+    return app, client, {"batch_id": [applied, staged, mapped, asking], "field_id": field_ids,
+                         "code": ["en"], "name": [INVITATION],
+                         "filename": ["bulkimport.css"]}, outbox[0]
 
 
 def _urls(app, arguments: dict, outbox_name: str) -> list[str]:
