@@ -238,19 +238,19 @@ def _sign_in_addresses(mapping: Mapping, rows: Sequence[Sequence[str]]) -> None:
         mapping.targets[username] = "email"
 
 
-def derive(values: dict[str, Any], mapping: Mapping, full_name: str | None) -> list[str]:
+def derive(values: dict[str, Any], mapping: Mapping, full_name: str | None) -> tuple[str, ...]:
     """Fill the derived values of one row in place and return the keys derived: the username
     from the address, the names from the full name where the row leaves them empty."""
-    derived = []
+    derived: tuple[str, ...] = ()
     if mapping.username_from_email and not values.get("username"):
         email = values.get("email") or ""
         if "@" in email:
             values["username"] = email.rpartition("@")[0]
-            derived.append("username")
+            derived += ("username",)
     if full_name and not values.get("firstname") and not values.get("surname"):
         first, _, rest = full_name.strip().partition(" ")
         values["firstname"], values["surname"] = first, rest.strip()
-        derived += ["firstname", "surname"]
+        derived += ("firstname", "surname")
     return derived
 
 

@@ -80,10 +80,12 @@ def stage_upload(session: Session, owner_id: int, filename: str, data: bytes,
         owner_id=owner_id, filename=filename[:255] or "upload.csv",
         sha256=hashlib.sha256(data).hexdigest(), size=len(data), created_at=now,
         expires_at=now + timedelta(hours=config["BATCH_TTL_HOURS"]))
+    sealed = seal_file(data, config["SECRET_KEY"])  # before the plan: its copies are transient
     plan = _plan_into(session, batch, data, options)
     session.add(batch)
     session.flush()
-    session.add(UploadFile(batch_id=batch.id, sealed=seal_file(data, config["SECRET_KEY"])))
+    session.add(UploadFile(batch_id=batch.id, sealed=sealed))
+    del sealed
     _insert_rows(session, batch, plan)
     return batch
 

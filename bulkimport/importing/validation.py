@@ -85,7 +85,7 @@ class RowPlan:
     short: bool = False  # fewer cells than headings: the missing trailing cells read as empty
     password_missing: str | None = None  # the error of a new user without a password
     password_ignored: bool = False  # an existing user's password in the file, left alone
-    derived: list[str] = field(default_factory=list)  # keys the mapping filled in
+    derived: tuple[str, ...] = ()  # keys the mapping filled in (shared empty: 100,000 rows)
 
 
 @dataclass

@@ -15,8 +15,6 @@ import zipfile
 from dataclasses import dataclass
 from decimal import Decimal
 
-from openpyxl import load_workbook
-
 from .problems import FileProblem
 
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
@@ -83,6 +81,8 @@ def read_workbook(data: bytes, sheet: str | None = None, max_columns: int = 200)
     another) as strings; raise FileProblem when it cannot be, or a row has more than
     `max_columns` cells."""
     _refuse_non_workbook(data)
+    from openpyxl import load_workbook  # here: a CSV upload need not carry openpyxl's memory
+
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True, keep_links=False)
     except Exception as exc:  # openpyxl reports damaged parts with many kinds of exception
