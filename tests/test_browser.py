@@ -116,9 +116,9 @@ def page():
             browser.close()
 
 
-def screenshot(page, tmp_path: Path, name: str) -> None:
+def screenshot(page, tmp_path: Path, name: str, full_page: bool = True) -> None:
     path = tmp_path / name
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     if SAVE_SCREENSHOTS:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, SCREENSHOTS / name)
@@ -146,7 +146,8 @@ def test_import_minimal_csv_in_a_browser(live_server, page, tmp_path):
     page.get_by_role("button", name="Upload and review").click()
 
     expect(page.get_by_role("heading", name="Review “minimal.csv”")).to_be_visible()
-    expect(page.locator("#summary")).to_contain_text("3 users will be added")
+    expect(page.locator("#summary")).to_contain_text("The file proposes 3 new users to add")
+    expect(page.locator("#selected-now")).to_contain_text("Selected now: 0 to add")
     add_radios = page.locator("form[data-review] tbody input[type=radio][value=add]")
     expect(add_radios).to_have_count(3)
     heading = page.locator('input[data-select-all="add"]')
@@ -397,5 +398,38 @@ def test_map_an_unknown_column_then_the_mapping_is_remembered(live_server, page,
     # the second upload of the same headings goes straight to the review, saying why
     expect(page.get_by_role("heading", name="Review “hr.csv”")).to_be_visible()
     expect(page.locator("#read-as")).to_contain_text("Read with your saved mapping “Columns of hr”")
-    expect(page.locator("#summary")).to_contain_text("0 users will be added")
+    expect(page.locator("#summary")).to_contain_text("The file proposes 0 new users to add")
+    assert page.problems == []
+
+
+def test_review_counts_follow_every_choice_and_fit_a_phone(live_server, page, tmp_path):
+    from playwright.sync_api import expect
+
+    log_in(page, live_server, "boss", ADMIN_PASSWORD)
+    page.goto(f"{live_server}/admin/people/import")
+    page.get_by_label("CSV file").set_input_files(
+        {"name": "minimal.csv", "mimeType": "text/csv", "buffer": sample("minimal.csv")})
+    page.get_by_label(GENERATE_LABEL, exact=True).check()
+    page.get_by_role("button", name="Upload and review").click()
+    selected = page.locator("#chosen")
+    expect(selected).to_contain_text("Selected now: 0 to add")
+    heading = page.get_by_role("checkbox", name="Add for all rows of the file")
+    heading.check()
+    expect(selected).to_contain_text("3 to add, 0 to update, 0 to skip")
+    expect(page.locator("#selected-now")).to_contain_text("3 to add")
+    page.get_by_role("radio", name="Skip line 3").check()
+    expect(selected).to_contain_text("2 to add, 0 to update, 1 to skip")
+    assert heading.evaluate("box => box.indeterminate")  # only some of its rows are chosen
+    # the Submit bar is in view at the bottom of a phone's screen, and the choice comes first
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(page.get_by_role("button", name="Submit", exact=True)).to_be_in_viewport()
+    radio = page.get_by_role("radio", name="Add line 2")
+    box = radio.locator("xpath=..").bounding_box()
+    assert box["width"] >= 24 and box["height"] >= 24
+    assert box["x"] + box["width"] <= 390
+    page.locator("table.review-table").scroll_into_view_if_needed()
+    screenshot(page, tmp_path, "review-phone.png", full_page=False)  # as the phone shows it
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.get_by_role("button", name="Submit", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("2 users added")
     assert page.problems == []

@@ -43,8 +43,9 @@ def users(app) -> dict[str, User]:
 def test_minimal_proposes_three_adds_and_adds_them(app, client):
     batch_id = batch_id_of(upload(client, sample("minimal.csv")))
     page = review_page(client, batch_id)
-    assert counts(page) == {"add": 3, "update": 0, "nochange": 0, "error": 0, "duplicate": 0}
-    assert "3 users will be added" in page
+    assert counts(page) == {"add": 3, "update": 0, "nochange": 0, "error": 0}
+    assert "The file proposes 3 new users to add, 0 to update" in " ".join(page.split())
+    assert "Selected now: <strong data-selected=\"add\">0</strong> to add" in page
     response = choose_all(client, batch_id, "add")
     confirmation = client.get(response.location).get_data(as_text=True)
     assert "3 users added" in confirmation
@@ -179,7 +180,9 @@ WITH_ERRORS = {
 def test_with_errors_names_every_bad_line_and_writes_nothing_for_them(app, client):
     batch_id = batch_id_of(upload(client, sample("with-errors.csv")))
     page = review_page(client, batch_id, show="error")
-    assert counts(page) == {"add": 1, "update": 0, "nochange": 0, "error": 9, "duplicate": 4}
+    # the cards add up: duplicates are errors, counted inside the errors card
+    assert counts(page) == {"add": 1, "update": 0, "nochange": 0, "error": 9}
+    assert '<div class="small" data-part="duplicate">4 of them duplicated in the file</div>' in page
     for line, message in WITH_ERRORS.items():
         row = re.search(rf'<tr class="table-danger" data-line="{line}">(.*?)</tr>', page, re.S)
         assert row, f"line {line} is not shown as an error"

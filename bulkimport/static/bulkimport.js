@@ -3,17 +3,57 @@
   "use strict";
 
   // Review page: a ticked column heading selects that action on the visible rows at once
-  // (the server applies it to every row of the batch), and the form is told the script ran.
+  // (the server applies it to every row of the batch), the "Selected now" counts follow every
+  // heading and radio as it changes, a heading shows "some" when only part of its rows are
+  // chosen, and the form is told the script ran.
   document.querySelectorAll("form[data-review]").forEach(function (form) {
     var scripted = form.querySelector("input[name=scripted]");
     if (scripted) { scripted.value = "1"; }
+    var boxes = {};
     form.querySelectorAll("input[data-select-all]").forEach(function (box) {
+      boxes[box.getAttribute("data-select-all")] = box;
+    });
+    var counts = {};
+    ["add", "update", "skip"].forEach(function (action) {
+      var shown = document.querySelector("[data-selected=" + action + "]");
+      counts[action] = shown ? parseInt(shown.textContent, 10) || 0 : 0;
+    });
+    var total = counts.add + counts.update + counts.skip;
+    var previous = {};
+    function remember() {
+      form.querySelectorAll("input[type=radio]:checked").forEach(function (radio) {
+        previous[radio.name] = radio.value;
+      });
+    }
+    function show(changed) {
+      counts.skip = total - counts.add - counts.update;
+      document.querySelectorAll("[data-selected]").forEach(function (el) {
+        el.textContent = counts[el.getAttribute("data-selected")];
+      });
+      Object.keys(boxes).forEach(function (action) {
+        var applicable = parseInt(boxes[action].getAttribute("data-applicable"), 10) || 0;
+        boxes[action].indeterminate = counts[action] > 0 && counts[action] < applicable;
+      });
+      var hint = document.getElementById("select-hint");
+      if (hint && counts.add + counts.update > 0) { hint.hidden = true; }
+      var note = document.getElementById("unsaved");
+      if (note && changed) {
+        note.textContent = "Not saved yet: press Submit or Save choices to apply it.";
+      }
+    }
+    remember();
+    show(false);
+    form.addEventListener("change", function (event) {
+      var radio = event.target;
+      if (radio.type !== "radio" || !radio.checked) { return; }
+      if (previous[radio.name]) { counts[previous[radio.name]] -= 1; }
+      counts[radio.value] += 1;
+      previous[radio.name] = radio.value;
+      show(true);
+    });
+    Object.keys(boxes).forEach(function (action) {
+      var box = boxes[action];
       box.addEventListener("change", function () {
-        var chosen = document.getElementById("chosen");
-        if (chosen) {
-          chosen.textContent = "Not saved yet: press Submit or Save choices to apply what you ticked.";
-        }
-        var action = box.getAttribute("data-select-all");
         form.querySelectorAll("input[type=radio][value=" + action + "]").forEach(function (radio) {
           if (box.checked) { radio.checked = true; }
           else if (radio.checked && action !== "skip") {
@@ -22,10 +62,18 @@
           }
         });
         // Add and Update apply to different rows and may both be ticked; Skip excludes them.
-        form.querySelectorAll("input[data-select-all]").forEach(function (other) {
-          var conflicting = (action === "skip") !== (other.getAttribute("data-select-all") === "skip");
-          if (other !== box && box.checked && conflicting) { other.checked = false; }
+        Object.keys(boxes).forEach(function (other) {
+          var conflicting = (action === "skip") !== (other === "skip");
+          if (other !== action && box.checked && conflicting) { boxes[other].checked = false; }
         });
+        var applicable = parseInt(box.getAttribute("data-applicable"), 10) || 0;
+        if (action === "skip") {
+          if (box.checked) { counts.add = 0; counts.update = 0; }
+        } else {
+          counts[action] = box.checked ? applicable : 0;
+        }
+        remember();
+        show(true);
       });
     });
   });
