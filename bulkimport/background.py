@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 # Job name → (queue, "module:function"). Names, not callables, so that the queue holds no code.
 JOBS = {
     "apply_batch": ("imports", "bulkimport.importing.submission:apply_batch_job"),
+    "read_upload": ("imports", "bulkimport.importing.reading:read_upload_job"),
     "send_invitations": ("mail", "bulkimport.mailing.dispatch:send_invitations_job"),
 }
 JOB_TIMEOUT = 4 * 3600  # a 100,000-row batch with file passwords hashes for a long while

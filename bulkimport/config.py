@@ -64,6 +64,11 @@ SETTINGS: tuple[Setting, ...] = (
             "oldest beyond this."),
     Setting("BATCH_TTL_HOURS", 24, int,
             "Hours a reviewed but unsubmitted upload is kept before it is purged."),
+    Setting("BACKGROUND_UPLOAD_KB", 1024, int,
+            "Uploads of at least this many KB are read and checked by a background job while "
+            "a progress page shows how far it is (0: always in the request)."),
+    Setting("READING_STALLED_SECONDS", 120, int,
+            "A background reading that reports nothing for this long is shown as stopped."),
     Setting("BACKGROUND_ROWS", 2000, int,
             "Batches with at least this many selected rows are applied by a background job."),
     Setting("BCRYPT_ROUNDS", 12, int, "bcrypt cost factor for new password hashes; hashes of "

@@ -28,6 +28,7 @@ from .extensions import db
 class BatchStatus(enum.StrEnum):
     """Where an uploaded file is in its journey."""
 
+    READING = "reading"  # a big file being read and checked in the background
     STAGED = "staged"
     QUEUED = "queued"
     APPLYING = "applying"
@@ -150,7 +151,7 @@ class ImportBatch(db.Model):
 
     __tablename__ = "import_batches"
 
-    STAGED, QUEUED, APPLYING, APPLIED, FAILED, EXPIRED = BatchStatus
+    READING, STAGED, QUEUED, APPLYING, APPLIED, FAILED, EXPIRED = BatchStatus
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
@@ -193,6 +194,11 @@ class ImportBatch(db.Model):
     def needs_mapping(self) -> bool:
         """Whether the columns wait for the administrator's mapping before rows can be checked."""
         return bool((self.notes or {}).get("needs_mapping"))
+
+    @property
+    def refused(self) -> bool:
+        """Whether a background reading refused the file (`error` says why; nothing is staged)."""
+        return bool((self.notes or {}).get("refused"))
 
     @property
     def blocked(self) -> str | None:

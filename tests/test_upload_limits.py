@@ -40,7 +40,9 @@ def staged_batches(app) -> int:
 ])
 def test_a_file_wider_than_the_limit_is_refused_naming_it(app_factory, columns, row_fields,
                                                            limit, message):
-    app = app_factory(**({"MAX_COLUMNS": limit} if limit else {}))
+    # read in the request, where the refusal is shown on the form (a background reading
+    # refuses it the same way: tests/test_background_reading.py)
+    app = app_factory(BACKGROUND_UPLOAD_KB=0, **({"MAX_COLUMNS": limit} if limit else {}))
     client = login_admin(app)
     data = wide_csv(columns, row_fields=row_fields)
     started = time.perf_counter()

@@ -35,7 +35,15 @@ from .mapping import (
 )
 from .reader import WORKBOOK, FileProblem, check_headings, missing_message, read_table
 from .saved_mappings import apply_saved
-from .validation import WEB, PasswordColumnConflict, Plan, Wording, plan_table
+from .validation import (
+    SAVING,
+    WEB,
+    PasswordColumnConflict,
+    Plan,
+    Progress,
+    Wording,
+    plan_table,
+)
 
 # Which proposed actions each choice applies to ("skip" applies to every row not in error).
 APPLICABLE = {
@@ -81,12 +89,12 @@ def stage_upload(session: Session, owner_id: int, filename: str, data: bytes,
         sha256=hashlib.sha256(data).hexdigest(), size=len(data), created_at=now,
         expires_at=now + timedelta(hours=config["BATCH_TTL_HOURS"]))
     sealed = seal_file(data, config["SECRET_KEY"])  # before the plan: its copies are transient
-    plan = _plan_into(session, batch, data, options)
+    plan = plan_into(session, batch, data, options)
     session.add(batch)
     session.flush()
     session.add(UploadFile(batch_id=batch.id, sealed=sealed))
     del sealed
-    _insert_rows(session, batch, plan)
+    insert_rows(session, batch, plan)
     return batch
 
 
@@ -110,7 +118,7 @@ def replan(session: Session, batch: ImportBatch, **changes: Any) -> None:
     if "encoding" in changes or "sheet" in changes:
         options.delimiter = None  # detected again, as on upload
     session.execute(delete(ImportRow).where(ImportRow.batch_id == batch.id))
-    _insert_rows(session, batch, _plan_into(session, batch, data, options))
+    insert_rows(session, batch, plan_into(session, batch, data, options))
 
 
 def column_samples(session: Session, batch: ImportBatch, count: int = 3) -> list[list[str]]:
@@ -138,10 +146,10 @@ def column_samples(session: Session, batch: ImportBatch, count: int = 3) -> list
     return samples
 
 
-def _plan_into(session: Session, batch: ImportBatch, data: bytes,
-               options: UploadOptions) -> Plan | None:
+def plan_into(session: Session, batch: ImportBatch, data: bytes, options: UploadOptions,
+              progress: Progress | None = None) -> Plan | None:
     """Read and check `data`, describing it on `batch`; the plan of its rows, or None when
-    they wait for a mapping or an option."""
+    they wait for a mapping or an option. `progress` is told each stage (background reading)."""
     config = current_app.config
     fields = active_fields(session)
     table = read_table(data, encoding=options.encoding, delimiter=options.delimiter,
@@ -188,7 +196,7 @@ def _plan_into(session: Session, batch: ImportBatch, data: bytes,
                           allowed_domains=config["ALLOWED_EMAIL_DOMAINS"],
                           secret_key=config["SECRET_KEY"], clear_empty=options.clear_empty,
                           fields=fields, update_passwords=options.update_passwords,
-                          wording=options.wording)
+                          wording=options.wording, progress=progress)
     except PasswordColumnConflict as conflict:
         if not options.ask_unresolved:
             raise
@@ -221,8 +229,10 @@ def _usable(mapping: Mapping | None, fields: list[ProfileField]) -> Mapping | No
     return mapping
 
 
-def _insert_rows(session: Session, batch: ImportBatch, plan: Plan | None) -> None:
-    """Stage the rows of `plan`, each on Skip until the administrator chooses."""
+def insert_rows(session: Session, batch: ImportBatch, plan: Plan | None,
+                progress: Progress | None = None) -> None:
+    """Stage the rows of `plan`, each on Skip until the administrator chooses; `progress` is
+    told after each chunk."""
     if plan is None:
         return
     secret_key = current_app.config["SECRET_KEY"]
@@ -240,6 +250,8 @@ def _insert_rows(session: Session, batch: ImportBatch, plan: Plan | None) -> Non
              "raw": (_stored_cells(r.raw, has_passwords, secret_key)
                      if r.action == ImportRow.ERROR else None)}
             for r in plan.rows[start:start + STAGE_CHUNK]])
+        if progress:
+            progress(SAVING, min(start + STAGE_CHUNK, len(plan.rows)), len(plan.rows))
 
 
 def _stored_cells(cells: list[str], has_passwords: bool, secret_key: str) -> list[str]:
@@ -260,7 +272,7 @@ def expire_if_due(session: Session, batch: ImportBatch) -> bool:
     """Expire `batch` (purging its staged rows) if it is open past its time to live; True if it
     was. The caller commits."""
     if batch.is_open and batch.expires_at <= utcnow():
-        _expire(session, batch)
+        expire_batch(session, batch)
         return True
     return False
 
@@ -268,11 +280,11 @@ def expire_if_due(session: Session, batch: ImportBatch) -> bool:
 def purge_expired(session: Session) -> int:
     """Expire every open batch past its time to live, deleting its staged rows; returns how many."""
     batches = session.scalars(select(ImportBatch).where(
-        ImportBatch.status.in_((ImportBatch.STAGED, ImportBatch.FAILED)),
+        ImportBatch.status.in_((ImportBatch.STAGED, ImportBatch.FAILED, ImportBatch.READING)),
         ImportBatch.expires_at <= utcnow()))
     count = 0
     for batch in batches:
-        _expire(session, batch)
+        expire_batch(session, batch)
         count += 1
     return count
 
@@ -287,11 +299,12 @@ def discard_surplus_batches(session: Session, owner_id: int, keep: int) -> list[
                ImportBatch.status.in_((ImportBatch.STAGED, ImportBatch.FAILED)))
         .order_by(ImportBatch.id.desc()).offset(max(keep, 1))))
     for batch in surplus:
-        _expire(session, batch)
+        expire_batch(session, batch)
     return surplus[::-1]
 
 
-def _expire(session: Session, batch: ImportBatch) -> None:
+def expire_batch(session: Session, batch: ImportBatch) -> None:
+    """Delete a batch's staged rows and kept file and mark it expired (the caller commits)."""
     session.execute(delete(ImportRow).where(ImportRow.batch_id == batch.id))
     session.execute(delete(UploadFile).where(UploadFile.batch_id == batch.id))
     batch.status = ImportBatch.EXPIRED

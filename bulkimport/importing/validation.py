@@ -7,7 +7,7 @@ Messages are written for the administrator who will fix the file, and never cont
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,13 @@ from .reader import FileProblem, Table
 ADMIN_CREDENTIALS = frozenset({"username", "email", "password"})
 ADMIN_CHANGE_REFUSED = ("administrators are changed one at a time, by themselves or on their "
                         "own page.")
+
+
+# Stages of a background reading as its progress page names them, and how often it is told.
+READING, CHECKING, LOOKING_UP, SAVING = ("Reading the file", "Checking the rows",
+                                         "Looking up existing users", "Saving the rows for review")
+PROGRESS_EVERY = 5000
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -123,12 +130,14 @@ def plan_table(
     fields: list[ProfileField] | None = None,
     update_passwords: bool = False,
     wording: Wording = WEB,
+    progress: Progress | None = None,
 ) -> Plan:
     """Validate every row of `table` and propose an action for it against the users in the
     database; raises FileProblem when an option makes the whole file unusable. `fields` are the
     active custom profile fields (loaded when None); `clear_empty` makes an empty cell of an
     optional column clear the stored value; `update_passwords` sets the file's passwords of
-    existing users too (else they are for new users only)."""
+    existing users too (else they are for new users only). `progress(stage, done, total)` is
+    told how far the checks are, for a background reading's progress page."""
     notes: dict[str, Any] = {}
     password_column = table.column("password")
     if password_column is not None and not any(
@@ -143,8 +152,14 @@ def plan_table(
     columns = {f: i for i, f in enumerate(table.fields) if f is not None}
 
     context = CheckContext(allowed)
-    rows = [_check_row(record, columns, table.headings, context, table.mapping)
-            for record in table.records]
+    report = progress or (lambda stage, done, total: None)
+    total = len(table.records)
+    rows = []
+    for done, record in enumerate(table.records):
+        if done % PROGRESS_EVERY == 0:
+            report(CHECKING, done, total)
+        rows.append(_check_row(record, columns, table.headings, context, table.mapping))
+    report(LOOKING_UP, 0, total)
     _check_languages(rows, language_codes(session))
     custom = _custom_fields(table, session if fields is None else None, fields)
     _check_custom_values(rows, custom)

@@ -19,6 +19,12 @@ from ..extensions import db
 from ..importing.apply import ApplyError, result_message
 from ..importing.mapping import Mapping
 from ..importing.reader import FileProblem
+from ..importing.reading import (
+    READING_STAGES,
+    begin_reading,
+    has_stalled,
+    reads_in_background,
+)
 from ..importing.staging import (
     FILTERS,
     ROWS_PER_PAGE,
@@ -75,25 +81,48 @@ def upload():
                                 form.delimiter.data or None, form.clear_empty.data,
                                 form.update_passwords.data)
         purge_expired(db.session)
+        data = upload.read()
+        if reads_in_background(len(data)):  # a big file: read by a job, watched on a page
+            _discard_surplus()
+            batch_id = begin_reading(current_user.id, upload.filename or "", data, options)
+            return redirect(url_for(".reading", batch_id=batch_id))
         try:
-            batch = stage_upload(db.session, current_user.id, upload.filename or "",
-                                 upload.read(), options)
+            batch = stage_upload(db.session, current_user.id, upload.filename or "", data,
+                                 options)
         except FileProblem as problem:
             db.session.rollback()
             form.file.errors.append(problem.message)
             return render_template("people/upload.html", form=form), form_status(form)
-        keep = current_app.config["MAX_STAGED_BATCHES"]
-        discarded = [(old.filename, old.id) for old in
-                     discard_surplus_batches(db.session, current_user.id, keep)]
-        db.session.commit()
-        for filename, old_id in discarded:
-            flash(f"Your unsubmitted upload “{filename}” (#{old_id}) was discarded: at most "
-                  f"{keep} uploads wait for review per administrator. Upload it again if you "
-                  "still need it.", "warning")
+        _discard_surplus()
         if batch.needs_mapping:
             return redirect(url_for(".map_columns", batch_id=batch.id))
         return redirect(url_for(".review", batch_id=batch.id))
     return render_template("people/upload.html", form=form), form_status(form)
+
+
+def _discard_surplus() -> None:
+    """Expire the administrator's oldest open uploads beyond the limit, commit, and say so."""
+    keep = current_app.config["MAX_STAGED_BATCHES"]
+    discarded = [(old.filename, old.id) for old in
+                 discard_surplus_batches(db.session, current_user.id, keep)]
+    db.session.commit()
+    for filename, old_id in discarded:
+        flash(f"Your unsubmitted upload “{filename}” (#{old_id}) was discarded: at most "
+              f"{keep} uploads wait for review per administrator. Upload it again if you "
+              "still need it.", "warning")
+
+
+@bp.get("/import/<int:batch_id>/reading")
+def reading(batch_id: int):
+    """A big upload being read in the background: its stage and rows done, then the review
+    (or the column step) when it is ready, or why the file was refused."""
+    batch = _owned_batch(batch_id)
+    if batch.status == ImportBatch.STAGED:
+        return redirect(url_for(".review", batch_id=batch.id))
+    if batch.status != ImportBatch.READING and not batch.refused:
+        return redirect(url_for(".result", batch_id=batch.id))
+    return render_template("people/reading.html", batch=batch, stalled=has_stalled(batch),
+                           stages=READING_STAGES)
 
 
 def _owned_batch(batch_id: int) -> ImportBatch:
@@ -109,12 +138,16 @@ def _owned_batch(batch_id: int) -> ImportBatch:
 def review(batch_id: int):
     """Step 2: the action-select table; POST saves the choices and moves on or submits."""
     batch = _owned_batch(batch_id)
+    if batch.status == ImportBatch.READING:
+        return redirect(url_for(".reading", batch_id=batch.id))
     if not batch.is_open:
         if request.method == "POST":  # a double click, the back button or a second tab
             flash("This file was already submitted; here is its result.", "info")
         return redirect(url_for(".result", batch_id=batch.id))
     if batch.needs_mapping:
         return redirect(url_for(".map_columns", batch_id=batch.id))
+    if batch.refused:
+        return redirect(url_for(".reading", batch_id=batch.id))
     if batch.blocked and request.method == "POST":  # a stale page: the rows are not staged
         flash("The rows were not checked yet: choose one of the options first.", "warning")
         return redirect(url_for(".review", batch_id=batch.id))
@@ -173,6 +206,8 @@ def errors_csv(batch_id: int):
 def result(batch_id: int):
     """Step 3: progress while a job applies the batch, then the confirmation with counts."""
     batch = _owned_batch(batch_id)
+    if batch.status == ImportBatch.READING or batch.refused:
+        return redirect(url_for(".reading", batch_id=batch.id))
     if batch.is_open and batch.status != ImportBatch.FAILED:
         return redirect(url_for(".review", batch_id=batch.id))
     return render_template("people/result.html", batch=batch)

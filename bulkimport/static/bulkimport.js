@@ -78,6 +78,17 @@
     });
   });
 
+  // Upload form: say at once that the file is on its way, and keep a second click from
+  // sending it twice.
+  document.querySelectorAll("form[data-upload]").forEach(function (form) {
+    form.addEventListener("submit", function () {
+      var button = form.querySelector("[type=submit]");
+      var status = form.querySelector("[data-upload-status]");
+      if (button) { button.disabled = true; button.value = "Uploading…"; }
+      if (status) { status.hidden = false; }
+    });
+  });
+
   // Progress bars that move: poll the status URL until the work is finished, then reload.
   document.querySelectorAll("[data-progress-url]").forEach(function (el) {
     var bar = el.querySelector(".progress-bar");
@@ -91,8 +102,16 @@
           bar.style.width = pct + "%";
           bar.setAttribute("aria-valuenow", pct);
           bar.textContent = pct + " %";
-          if (label) { label.textContent = s.stage || s.status; }
-          if (s.status === "applied" || s.status === "failed") { window.location.reload(); }
+          if (label) {
+            label.textContent = (s.stage || "Waiting for a worker")
+              + (s.total ? ": " + s.done.toLocaleString() + " of " + s.total.toLocaleString() + " rows" : "");
+          }
+          document.querySelectorAll("#reading-stages li").forEach(function (item) {
+            item.classList.toggle("fw-bold", item.textContent === s.stage);
+            item.classList.toggle("text-body", item.textContent === s.stage);
+          });
+          var finished = (el.getAttribute("data-done-states") || "applied,failed").split(",");
+          if (finished.indexOf(s.status) >= 0) { window.location.reload(); }
           else { window.setTimeout(poll, 1000); }
         })
         .catch(function () { window.setTimeout(poll, 3000); });

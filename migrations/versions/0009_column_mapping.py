@@ -24,6 +24,12 @@ def upgrade():
         batch_op.add_column(sa.Column('update_passwords', sa.Boolean(), server_default='0',
                                       nullable=False))
         batch_op.add_column(sa.Column('notes', sa.JSON(), nullable=True))
+    # big files are read and checked in the background: a batch's status may be 'reading'
+    with op.batch_alter_table('import_batches') as batch:
+        batch.drop_constraint(op.f('ck_import_batches_batch_status'), type_='check')
+        batch.create_check_constraint(op.f('ck_import_batches_batch_status'), "status IN "
+                                      "('reading', 'staged', 'queued', 'applying', 'applied', "
+                                      "'failed', 'expired')")
     op.create_table('upload_files',
     sa.Column('batch_id', sa.Integer(), nullable=False),
     sa.Column('sealed', sa.LargeBinary(), nullable=False),
@@ -48,6 +54,12 @@ def upgrade():
 def downgrade():
     op.drop_table('saved_mappings')
     op.drop_table('upload_files')
+    op.execute("UPDATE import_batches SET status = 'expired' WHERE status = 'reading'")
+    with op.batch_alter_table('import_batches') as batch:
+        batch.drop_constraint(op.f('ck_import_batches_batch_status'), type_='check')
+        batch.create_check_constraint(op.f('ck_import_batches_batch_status'), "status IN "
+                                      "('staged', 'queued', 'applying', 'applied', 'failed', "
+                                      "'expired')")
     with op.batch_alter_table('import_batches', schema=None) as batch_op:
         batch_op.drop_column('notes')
         batch_op.drop_column('update_passwords')
