@@ -100,7 +100,7 @@
           var pct = s.total ? Math.floor(100 * s.done / s.total) : 0;
           if (s.status === "applied") { pct = 100; }
           bar.style.width = pct + "%";
-          bar.setAttribute("aria-valuenow", pct);
+          bar.parentNode.setAttribute("aria-valuenow", pct);  // the role="progressbar" element
           bar.textContent = pct + " %";
           if (label) {
             label.textContent = (s.stage || "Waiting for a worker")
