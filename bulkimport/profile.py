@@ -264,8 +264,9 @@ def change_field(session: Session, field: ProfileField, definition: FieldDefinit
             value.value, value.unique_key = new, unique_key(field, new)
     after = {"name": field.name, "type": field.type, "options": field.options,
              "required": field.required, "unique": field.unique, "label": field.label}
+    changed = sorted(k for k in before if before[k] != after[k])
     record_event(session, "profile_field_changed", actor_id=actor_id, field=field.name,
-                 changed=sorted(k for k in before if before[k] != after[k]),
+                 changed=changed, changes={k: [before[k], after[k]] for k in changed},
                  values_lost=len(impact.lost))
     return impact
 

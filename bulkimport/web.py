@@ -4,7 +4,7 @@ use."""
 
 from __future__ import annotations
 
-from flask import Flask, Response, abort, request, stream_with_context
+from flask import Flask, Response, abort, current_app, request, stream_with_context
 from flask_login import current_user
 
 from .columns import label
@@ -68,6 +68,12 @@ def csv_response(lines, filename: str) -> Response:
     """A streamed CSV download named `filename`."""
     return Response(stream_with_context(lines), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def site_file_prefix() -> str:
+    """The site's name as a download's file name prefix, so that files of two sites never mix."""
+    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in current_app.config["SITE_NAME"])
+    return name.strip("-")[:40] or "site"
 
 
 @_filter("encoding_name")

@@ -170,7 +170,8 @@ def test_a_type_change_says_which_values_would_be_lost_and_converts_the_rest(app
     with app.app_context():
         event = db.session.scalar(select(AuditEvent).where(
             AuditEvent.action == "profile_field_changed"))
-        assert event.detail == {"field": "desk", "changed": ["type"], "values_lost": 1}
+        assert event.detail == {"field": "desk", "changed": ["type"],
+                                "changes": {"type": ["text", "number"]}, "values_lost": 1}
 
 
 def test_a_field_cannot_become_unique_while_values_repeat(app, client):
@@ -388,7 +389,7 @@ def test_the_audit_log_records_and_filters_events_without_passwords(app):
     for action in ("user_created", "invitations_queued", "invitation_sent", "user_updated",
                    "login_failed", "profile_field_created"):
         assert f'data-action="{action}"' in page
-    assert "fields: phone, surname" in page
+    assert "phone:</span> 1 → 2" in page and "surname:</span> Lee → Leigh" in page
     only = client.get("/admin/system/audit", query_string={"action": "user_updated"}).get_data(
         as_text=True)
     assert only.count("<tr data-action=") == 1
