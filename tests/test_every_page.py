@@ -126,6 +126,7 @@ def test_every_get_route_renders_realistic_data(realistic):
     problems = []
     for url in urls:
         response = client.get(url)
+        response.close()  # a streamed download left open would pop another request's context
         if response.status_code >= 500:
             problems.append(f"{url}: HTTP {response.status_code}")
             continue
