@@ -12,7 +12,6 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from ..columns import label
 from ..csvfiles import csv_lines
 from ..extensions import db
 from ..importing.apply import ApplyError, result_message
@@ -24,7 +23,7 @@ from ..importing.validation import CLI
 from ..mailing.dispatch import wake
 from ..models import ImportBatch, ImportRow, User, fold_key
 from ..user_directory import export_columns, export_rows
-from ..web import delimiter_name, encoding_name
+from ..web import column_label, delimiter_name, encoding_name
 
 people_cli = AppGroup("people", help="Import and export users from the command line.")
 ACTIONS = (ImportRow.ADD, ImportRow.UPDATE)
@@ -136,7 +135,7 @@ def _describe(batch: ImportBatch) -> None:
     elif mapping.saved:
         click.echo(f"Read with the saved mapping “{mapping.saved}”.")
     click.echo("Mapping: " + ", ".join(
-        f"{heading} → {label(target) if target else 'not imported'}"
+        f"{heading} → {column_label(target) if target else 'not imported'}"
         for heading, target in zip(mapping.headings, mapping.targets, strict=True)))
     for said in mapping.derived:
         click.echo(f"Derived: {said}.")
