@@ -36,6 +36,7 @@ from ..importing.staging import (
     stage_upload,
 )
 from ..importing.submission import submit_batch
+from ..invitation_history import latest_invitations
 from ..mailing.status import latest_status_by_user
 from ..models import ImportBatch, ImportRow, User
 from ..user_directory import search_condition
@@ -50,7 +51,8 @@ SHOWN_COLUMNS = frozenset({"username", "firstname", "surname", "email", "_derive
 
 @bp.get("")
 def index():
-    """The user list: searchable, paginated, with the total count."""
+    """The user list: searchable, paginated, with the total count; each row links to the
+    user's page and offers Resend for the user's latest invitation."""
     form = SearchForm(request.args)
     query = select(User).order_by(User.username_key)
     term = (form.q.data or "").strip()
@@ -60,9 +62,10 @@ def index():
     users = db.paginate(query, page=page_number(request.args), per_page=USERS_PER_PAGE,
                         error_out=False)
     total = db.session.scalar(select(func.count(User.id)))
-    invited = latest_status_by_user([user.id for user in users.items])
+    user_ids = [user.id for user in users.items]
     return render_template("people/index.html", form=form, users=users, term=term, total=total,
-                           invited=invited)
+                           invited=latest_status_by_user(user_ids),
+                           latest=latest_invitations(db.session, user_ids))
 
 
 @bp.route("/import", methods=["GET", "POST"])
