@@ -16,6 +16,8 @@ from sqlalchemy import func, select
 
 from ..csvfiles import csv_lines
 from ..extensions import db
+from ..import_results import SHOWS as CHANGED_SHOWS
+from ..import_results import changed_rows_query, changed_users
 from ..importing.apply import ApplyError, result_message
 from ..importing.mapping import Mapping
 from ..importing.reader import FileProblem
@@ -37,7 +39,8 @@ from ..importing.staging import (
 )
 from ..importing.submission import submit_batch
 from ..invitation_history import latest_invitations
-from ..mailing.status import latest_status_by_user
+from ..mailing.sending import paused_reason
+from ..mailing.status import invitation_counts, latest_status_by_user, progress
 from ..models import ImportBatch, ImportRow, User
 from ..user_directory import search_condition
 from ..web import csv_response, form_status, page_number
@@ -174,11 +177,21 @@ def errors_csv(batch_id: int):
 
 @bp.get("/import/<int:batch_id>/result")
 def result(batch_id: int):
-    """Step 3: progress while a job applies the batch, then the confirmation with counts."""
+    """Step 3: progress while a job applies the batch, then the confirmation with counts, the
+    invitations sent and still queued, and the users added and updated, page by page."""
     batch = _owned_batch(batch_id)
     if batch.is_open and batch.status != ImportBatch.FAILED:
         return redirect(url_for(".review", batch_id=batch.id))
-    return render_template("people/result.html", batch=batch)
+    if batch.status != ImportBatch.APPLIED:
+        return render_template("people/result.html", batch=batch)
+    show = request.args.get("show")
+    show = show if show in CHANGED_SHOWS else "changed"
+    rows = db.paginate(changed_rows_query(batch.id, show), page=page_number(request.args),
+                       per_page=USERS_PER_PAGE, error_out=False)
+    counts = invitation_counts(batch.id)
+    return render_template("people/result.html", batch=batch, rows=rows, show=show,
+                           changed=changed_users(db.session, batch.id, rows.items),
+                           counts=counts, progress=progress(counts, paused_reason()))
 
 
 @bp.get("/import/<int:batch_id>/status.json")
