@@ -88,12 +88,13 @@ def realistic(app_factory):
                                   status=InvitationStatus.SENT, sent_at=utcnow()))
         db.session.commit()
         field_ids = list(db.session.scalars(select(ProfileField.id)))
+        user_ids = list(db.session.scalars(select(User.id)))  # every kind of user and history
         assert db.session.get(ImportBatch, applied).status == "applied"
     outbox = sorted(p.name for p in (Path(app.instance_path) / "outbox").glob("*.eml"))
     assert outbox
     return app, client, {"batch_id": [applied, staged, mapped, asking], "field_id": field_ids,
                          "code": ["en"], "name": [INVITATION],
-                         "filename": ["bulkimport.css"]}, outbox[0]
+                         "filename": ["bulkimport.css"], "user_id": user_ids}, outbox[0]
 
 
 def _urls(app, arguments: dict, outbox_name: str) -> list[str]:

@@ -131,6 +131,7 @@ def test_at_most_three_passwords_wait_for_an_unconfirmed_e_mail(app_factory, smt
             db.session.rollback()
         invitation_id = invitation.id
     # Resend cannot add a fourth: none of the three may be dropped while it may be the last
-    client.post("/admin/people/invitations/resend", data={"one": str(invitation_id)})
+    client.post("/admin/people/invitations/resend", data={"one": str(invitation_id),
+                                                          "confirm": "1"})
     assert drain(app) == {"failed": 1}
     assert handler.count_for("mail000@example.com") == 3

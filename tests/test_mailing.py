@@ -203,7 +203,8 @@ def test_resend_makes_a_new_password_and_the_old_one_stops_working(app_factory, 
     with app.app_context():
         ids = {i.user.username: i.id for i in db.session.scalars(select(Invitation))}
     response = client.post("/admin/people/invitations/resend",
-                            data={"one": str(ids["mail000"]), "batch_id": str(batch_id)})
+                            data={"one": str(ids["mail000"]), "batch_id": str(batch_id),
+                                  "confirm": "1"})
     assert response.location.endswith(f"/import/{batch_id}/invitations")
     assert drain(app) == {"sent": 3}
     new = handler.last_password("mail000@example.com")
@@ -213,7 +214,8 @@ def test_resend_makes_a_new_password_and_the_old_one_stops_working(app_factory, 
         assert authenticate(db.session, "mail000", old) is None
         assert authenticate(db.session, "mail000", new) is not None
     client.post("/admin/people/invitations/resend",
-                data={"selected": [str(ids["mail001"]), str(ids["mail002"])], "batch_id": ""})
+                data={"selected": [str(ids["mail001"]), str(ids["mail002"])], "batch_id": "",
+                      "confirm": "1"})
     drain(app)
     assert handler.count_for("mail001@example.com") == 2
     assert handler.count_for("mail002@example.com") == 2
@@ -230,7 +232,7 @@ def test_resend_all_failed(app_factory, smtp):
     assert drain(app) == {"sent": 1, "failed": 2}
     page = client.get("/admin/people/invitations?status=failed").get_data(as_text=True)
     assert page.count("<tr data-invitation=") == 2
-    client.post("/admin/people/invitations/resend", data={"all_failed": "1"})
+    client.post("/admin/people/invitations/resend", data={"all_failed": "1", "confirm": "1"})
     assert drain(app) == {"sent": 3}
     assert handler.count_for("mail000@example.com") == 1
     assert_invariant(app, handler)

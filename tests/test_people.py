@@ -16,7 +16,7 @@ def people(count: int) -> list[dict]:
 
 def rows(page: str) -> list[str]:
     body = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
-    return re.findall(r"<tr>\s*<td>([^<]+)</td>", body)
+    return re.findall(r'<tr data-user="\d+">\s*<td><a href="[^"]+">([^<]+)</a></td>', body)
 
 
 def test_user_list_is_paginated_with_a_total(app, client):

@@ -183,7 +183,8 @@ def test_a_resend_ends_every_session_of_its_users(app_factory):
         assert opens(users[username], "/account/password")
     chosen, others = sorted(invitations)[0], sorted(invitations)[1:]
     response = admin.post("/admin/people/invitations/resend",
-                          data={"one": str(invitations[chosen][0]), "batch_id": ""})
+                          data={"one": str(invitations[chosen][0]), "batch_id": "",
+                                "confirm": "1"})
     assert response.status_code == 302
     assert not opens(users[chosen], "/account/password")
     assert sessions_of(app, invitations[chosen][1]) == 0

@@ -1,5 +1,5 @@
-"""Admin > People: the user list, the import journey (upload, review, submit, results), the
-invitations and the password policy."""
+"""Admin > People: the user list and each user's page, the import journey (upload, review,
+submit, results), the invitations and the password policy."""
 
 from flask import Blueprint
 
@@ -17,4 +17,5 @@ from . import (  # noqa: E402,F401  (views attach themselves to bp)
     mapping_step,
     policy_routes,
     routes,
+    users,
 )

@@ -127,13 +127,17 @@ def review_form_for(rows: list[ImportRow], headings: dict[str, bool]) -> ReviewF
 
 
 class ResendForm(FlaskForm):
-    """Resend one invitation (the row's button), the ticked ones, or every failed one."""
+    """Resend one invitation (the row's button), the ticked ones, or every failed one; the
+    first POST asks for confirmation, which `confirm` gives. `user_id` names the user page to
+    return to."""
 
     selected = SelectMultipleField("Select", choices=[], validate_choice=False)
     one = HiddenField()
     batch_id = HiddenField()
+    user_id = HiddenField()
     resend_selected = SubmitField("Resend selected")
     all_failed = SubmitField("Resend all failed")
+    confirm = SubmitField("Send new passwords")
 
 
 def _between(bounds: tuple[int, int]) -> list:

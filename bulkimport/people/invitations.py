@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
+from ..invitation_history import histories, resend_candidates
 from ..mailing.dispatch import wake
 from ..mailing.sending import paused_reason, resend
 from ..mailing.status import EXPIRED, STATUSES, expired_condition, invitation_counts, progress
@@ -51,7 +52,8 @@ def _invitations_page(batch: ImportBatch | None):
     counts = invitation_counts(batch_id)
     return render_template("people/invitations.html", batch=batch, page=page, status=status,
                            counts=counts, progress=progress(counts, paused_reason()),
-                           form=ResendForm(), now=utcnow())
+                           form=ResendForm(), now=utcnow(),
+                           histories=histories(db.session, page.items))
 
 
 @bp.get("/import/<int:batch_id>/invitations.json")
@@ -64,19 +66,34 @@ def batch_invitations_status(batch_id: int):
 
 @bp.post("/invitations/resend")
 def resend_invitations():
-    """Resend one invitation, the selected ones, or every failed one (of a batch or of all)."""
+    """Resend one invitation, the selected ones, or every failed one (of a batch or of all).
+    The first POST answers with a page that lists them and says what happens to the password
+    the user has now; only its confirming POST resends."""
     form = ResendForm()
     if not form.validate_on_submit():
         abort(400)
     batch_id = whole_number(form.batch_id.data)
     if batch_id is not None:
         _batch(batch_id)
-    if form.all_failed.data:
-        count = resend(batch_id=batch_id, failed_only=True, actor_id=current_user.id)
-    else:
-        chosen = [form.one.data] if form.one.data else form.selected.data
-        ids = [n for n in map(whole_number, chosen) if n is not None][:PER_PAGE]
-        count = resend(ids, batch_id=batch_id, actor_id=current_user.id) if ids else 0
+    user = _return_user(form.user_id.data)
+    back = _back_url(batch_id, user)
+    failed_only = bool(form.all_failed.data)
+    ids = None if failed_only else _chosen_ids(form)
+    if ids == []:
+        flash("Nothing to resend: select the invitations to send again.", "info")
+        return redirect(back)
+    if not form.confirm.data:
+        total, shown = resend_candidates(db.session, ids, batch_id=batch_id,
+                                         failed_only=failed_only, limit=PER_PAGE)
+        if not total:
+            flash("Nothing to resend: these invitations are being sent right now.", "info")
+            return redirect(back)
+        return render_template("people/resend_confirm.html", form=form, total=total,
+                               shown=shown, histories=histories(db.session, shown),
+                               failed_only=failed_only, batch=_batch(batch_id)
+                               if batch_id is not None else None, user=user, back=back,
+                               now=utcnow())
+    count = resend(ids, batch_id=batch_id, failed_only=failed_only, actor_id=current_user.id)
     db.session.commit()
     if count:
         wake()
@@ -85,9 +102,28 @@ def resend_invitations():
               "success")
     else:
         flash("Nothing to resend: select invitations that are not being sent right now.", "info")
+    return redirect(back)
+
+
+def _chosen_ids(form: ResendForm) -> list[int]:
+    """The invitation ids of the row's button or of the ticked rows, at most a page of them."""
+    chosen = [form.one.data] if form.one.data else form.selected.data or []
+    return [n for n in map(whole_number, chosen) if n is not None][:PER_PAGE]
+
+
+def _return_user(value) -> User | None:
+    """The user whose page the Resend came from (and returns to), if it names one."""
+    user_id = whole_number(value)
+    return db.session.get(User, user_id) if user_id is not None else None
+
+
+def _back_url(batch_id: int | None, user: User | None) -> str:
+    """Where a Resend returns: the user's page, the batch's invitations, or all invitations."""
+    if user is not None:
+        return url_for(".user_page", user_id=user.id)
     if batch_id is not None:
-        return redirect(url_for(".batch_invitations", batch_id=batch_id))
-    return redirect(url_for(".invitations"))
+        return url_for(".batch_invitations", batch_id=batch_id)
+    return url_for(".invitations")
 
 
 def _batch(batch_id: int) -> ImportBatch:

@@ -16,6 +16,8 @@ from sqlalchemy import func, select
 
 from ..csvfiles import csv_lines
 from ..extensions import db
+from ..import_results import SHOWS as CHANGED_SHOWS
+from ..import_results import changed_rows_query, changed_users
 from ..importing.apply import ApplyError, result_message
 from ..importing.mapping import Mapping
 from ..importing.reader import FileProblem
@@ -42,7 +44,9 @@ from ..importing.staging import (
     stage_upload,
 )
 from ..importing.submission import submit_batch
-from ..mailing.status import latest_status_by_user
+from ..invitation_history import latest_invitations
+from ..mailing.sending import paused_reason
+from ..mailing.status import invitation_counts, latest_status_by_user, progress
 from ..models import ImportBatch, ImportRow, User
 from ..user_directory import search_condition
 from ..web import csv_response, form_status, page_number
@@ -56,7 +60,8 @@ SHOWN_COLUMNS = frozenset({"username", "firstname", "surname", "email", "_derive
 
 @bp.get("")
 def index():
-    """The user list: searchable, paginated, with the total count."""
+    """The user list: searchable, paginated, with the total count; each row links to the
+    user's page and offers Resend for the user's latest invitation."""
     form = SearchForm(request.args)
     query = select(User).order_by(User.username_key)
     term = (form.q.data or "").strip()
@@ -66,9 +71,10 @@ def index():
     users = db.paginate(query, page=page_number(request.args), per_page=USERS_PER_PAGE,
                         error_out=False)
     total = db.session.scalar(select(func.count(User.id)))
-    invited = latest_status_by_user([user.id for user in users.items])
+    user_ids = [user.id for user in users.items]
     return render_template("people/index.html", form=form, users=users, term=term, total=total,
-                           invited=invited)
+                           invited=latest_status_by_user(user_ids),
+                           latest=latest_invitations(db.session, user_ids))
 
 
 @bp.route("/import", methods=["GET", "POST"])
@@ -204,13 +210,23 @@ def errors_csv(batch_id: int):
 
 @bp.get("/import/<int:batch_id>/result")
 def result(batch_id: int):
-    """Step 3: progress while a job applies the batch, then the confirmation with counts."""
+    """Step 3: progress while a job applies the batch, then the confirmation with counts, the
+    invitations sent and still queued, and the users added and updated, page by page."""
     batch = _owned_batch(batch_id)
     if batch.status == ImportBatch.READING or batch.refused:
         return redirect(url_for(".reading", batch_id=batch.id))
     if batch.is_open and batch.status != ImportBatch.FAILED:
         return redirect(url_for(".review", batch_id=batch.id))
-    return render_template("people/result.html", batch=batch)
+    if batch.status != ImportBatch.APPLIED:
+        return render_template("people/result.html", batch=batch)
+    show = request.args.get("show")
+    show = show if show in CHANGED_SHOWS else "changed"
+    rows = db.paginate(changed_rows_query(batch.id, show), page=page_number(request.args),
+                       per_page=USERS_PER_PAGE, error_out=False)
+    counts = invitation_counts(batch.id)
+    return render_template("people/result.html", batch=batch, rows=rows, show=show,
+                           changed=changed_users(db.session, batch.id, rows.items),
+                           counts=counts, progress=progress(counts, paused_reason()))
 
 
 @bp.get("/import/<int:batch_id>/status.json")
