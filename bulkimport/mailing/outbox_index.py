@@ -16,7 +16,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -76,27 +76,105 @@ def indexed_message(name: str, view: dict) -> IndexedMessage:
                           sender=view.get("from", ""), subject=view.get("subject", ""))
 
 
-def record(directory: Path, message: IndexedMessage) -> None:
-    """Add `message`, just written to `directory`, to its index; a failure is logged, not
-    raised."""
-    try:
-        with _index(directory) as index:
-            _insert(index, [message])
-    except sqlite3.Error as exc:
-        # The message is written and must not be sent again for this: the outbox pages index it
-        # from its files when they next list the outbox.
-        log.warning("The outbox index was not updated for %s: %s", message.name, exc)
+class OutboxIndex:
+    """The index of one outbox folder over one SQLite connection, opened on first use and kept
+    until `close`: a writer keeps it for a whole chunk of messages, because the last connection
+    to close writes the log back into the database and syncs it to disk (milliseconds), while
+    adding a row to an open index costs microseconds.
+
+    A connection per writer, never shared: worker processes fork and threads run their own
+    transports, and an SQLite connection must cross neither."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._connection: sqlite3.Connection | None = None
+
+    def __enter__(self) -> OutboxIndex:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection, if open."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def record(self, message: IndexedMessage) -> None:
+        """Add `message`, just written to the folder; a failure is logged, not raised."""
+        try:
+            with self._transaction() as index:
+                _insert(index, [message])
+        except (sqlite3.Error, OSError) as exc:
+            # The message is written and must not be sent again for this: the outbox pages
+            # index it from its files when they next list the outbox.
+            log.warning("The outbox index was not updated for %s: %s", message.name, exc)
+            self.close()
+
+    def forget_written_before(self, moment: datetime) -> None:
+        """Remove the messages written before `moment`, whose files the purge deleted."""
+        with self._transaction() as index:
+            index.execute("DELETE FROM message WHERE name < ?", (moment.strftime(STAMP_FORMAT),))
+
+    def synchronise(self) -> None:
+        """Make the index list exactly the messages in the folder: index the files it lacks (by
+        reading their .json copies) and forget the rows whose files are gone."""
+        # The rows first, then the names: a row is added only once its .eml exists, so a row
+        # whose file is missing afterwards belongs to a deleted message, never to a new one.
+        with self._transaction(write=False) as index:
+            indexed = {name for (name,) in index.execute("SELECT name FROM message")}
+        on_disk = set(message_names(self.directory))
+        gone = indexed - on_disk
+        # Read outside the write lock, so that writers wait for the inserts only.
+        missing = [indexed_message(name, read_view(self.directory, name))
+                   for name in sorted(on_disk - indexed)]
+        if not (missing or gone):
+            return
+        with self._transaction() as index:
+            _insert(index, (m for m in missing if (self.directory / m.name).exists()))
+            index.executemany("DELETE FROM message WHERE name = ?", ((name,) for name in gone))
+
+    def page(self, *, recipient: str = "", offset: int = 0, limit: int = 50) -> OutboxPage:
+        """`limit` messages from the `offset`-th on, newest first, of those whose To contains
+        `recipient` (in any case)."""
+        key = recipient.strip().casefold()
+        where, arguments = ("WHERE instr(recipient_key, ?) > 0", (key,)) if key else ("", ())
+        with self._transaction(write=False) as index:
+            total = index.execute("SELECT count(*) FROM message").fetchone()[0]
+            matching = (index.execute(f"SELECT count(*) FROM message {where}",  # noqa: S608
+                                      arguments).fetchone()[0] if key else total)
+            rows = index.execute(
+                f"SELECT name, recipient, sender, subject FROM message {where} "  # noqa: S608
+                "ORDER BY name DESC LIMIT ? OFFSET ?", (*arguments, limit, offset)).fetchall()
+        return OutboxPage(messages=[IndexedMessage(*row) for row in rows], matching=matching,
+                          total=total)
+
+    @contextmanager
+    def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """The connection inside one transaction, holding the write lock from the start when
+        `write` (so that two writers queue instead of failing to upgrade a read lock)."""
+        if self._connection is None:
+            self._connection = _connect(self.directory / INDEX_NAME)
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
 
 
 def forget_written_before(directory: Path, moment: datetime) -> None:
-    """Remove from the index the messages written before `moment`, whose files the purge has
-    just deleted."""
+    """Remove from the index of `directory` the messages written before `moment`, whose files
+    the purge has just deleted; a failure is logged, not raised."""
     if not (directory / INDEX_NAME).exists():
         return  # nothing indexed: the next listing indexes what is left
     try:
-        with _index(directory) as index:
-            index.execute("DELETE FROM message WHERE name < ?", (moment.strftime(STAMP_FORMAT),))
-    except sqlite3.Error as exc:  # the next listing forgets them, finding their files gone
+        with OutboxIndex(directory) as index:
+            index.forget_written_before(moment)
+    except (sqlite3.Error, OSError) as exc:  # the next listing forgets them, their files gone
         log.warning("The outbox index still lists deleted messages: %s", exc)
 
 
@@ -111,43 +189,15 @@ def read_view(directory: Path, name: str) -> dict:
                         f"instance/outbox/{name} on the server."}
 
 
-def synchronise(directory: Path) -> None:
-    """Make the index list exactly the messages in `directory`: index the files it lacks (by
-    reading their .json copies) and forget the rows whose files are gone."""
-    # The rows first, then the names: a row is added only once its .eml exists, so a row whose
-    # file is missing afterwards belongs to a deleted message, never to one being written.
-    with _index(directory, write=False) as index:
-        indexed = {name for (name,) in index.execute("SELECT name FROM message")}
-    on_disk = set(message_names(directory))
-    gone = indexed - on_disk
-    # Read outside the write lock, so that writers wait for the inserts only.
-    missing = [indexed_message(name, read_view(directory, name))
-               for name in sorted(on_disk - indexed)]
-    if not (missing or gone):
-        return
-    with _index(directory) as index:
-        _insert(index, (m for m in missing if (directory / m.name).exists()))
-        index.executemany("DELETE FROM message WHERE name = ?", ((name,) for name in gone))
-
-
 def browse(directory: Path, *, recipient: str = "", offset: int = 0,
            limit: int = 50) -> OutboxPage:
-    """`limit` messages from the `offset`-th on, newest first, of those whose To contains
-    `recipient` (any case), after reconciling the index with the folder."""
+    """A page of the outbox in `directory` (see `OutboxIndex.page`), after reconciling its
+    index with the files."""
     if not directory.is_dir():
         return OutboxPage(messages=[], matching=0, total=0)
-    synchronise(directory)
-    key = recipient.strip().casefold()
-    where, arguments = ("WHERE instr(recipient_key, ?) > 0", (key,)) if key else ("", ())
-    with _index(directory, write=False) as index:
-        total = index.execute("SELECT count(*) FROM message").fetchone()[0]
-        matching = (index.execute(f"SELECT count(*) FROM message {where}", arguments)  # noqa: S608
-                    .fetchone()[0] if key else total)
-        rows = index.execute(
-            f"SELECT name, recipient, sender, subject FROM message {where} "  # noqa: S608
-            "ORDER BY name DESC LIMIT ? OFFSET ?", (*arguments, limit, offset)).fetchall()
-    return OutboxPage(messages=[IndexedMessage(*row) for row in rows], matching=matching,
-                      total=total)
+    with OutboxIndex(directory) as index:
+        index.synchronise()
+        return index.page(recipient=recipient, offset=offset, limit=limit)
 
 
 def message_names(directory: Path) -> Iterator[str]:
@@ -166,32 +216,19 @@ def _insert(index: sqlite3.Connection, messages: Iterable[IndexedMessage]) -> No
         ((m.name, m.recipient, m.recipient.casefold(), m.sender, m.subject) for m in messages))
 
 
-@contextmanager
-def _index(directory: Path, *, write: bool = True) -> Iterator[sqlite3.Connection]:
-    """A connection to the index of `directory` inside one transaction (holding the write lock
-    from the start when `write`), the index created or recreated first when it is missing, from
-    another schema, or not a database at all.
-
-    A connection per use: worker processes fork, and an SQLite connection must not cross a
-    fork."""
-    path = directory / INDEX_NAME
+def _connect(path: Path) -> sqlite3.Connection:
+    """A connection to the index at `path`, which is created, or recreated when it is from
+    another schema or not a database at all (a damaged file): it holds nothing the files do
+    not."""
     try:
-        connection = _open(path)
+        return _open(path)
     except sqlite3.DatabaseError as exc:
         if isinstance(exc, sqlite3.OperationalError):
             raise  # locked or unreadable: not a reason to throw the index away
-        for leftover in (path, path.with_name(f"{INDEX_NAME}-wal"),
-                         path.with_name(f"{INDEX_NAME}-shm")):
-            leftover.unlink(missing_ok=True)  # not an index (a damaged file): start again
-        connection = _open(path)
-    with closing(connection):
-        connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
+        for leftover in (path, path.with_name(f"{path.name}-wal"),
+                         path.with_name(f"{path.name}-shm")):
+            leftover.unlink(missing_ok=True)
+        return _open(path)
 
 
 def _open(path: Path) -> sqlite3.Connection:

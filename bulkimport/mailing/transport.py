@@ -275,6 +275,7 @@ class OutboxTransport:
     def __init__(self, directory: Path, retention_days: float):
         self.directory = directory
         self.retention_days = retention_days
+        self.index = outbox_index.OutboxIndex(directory)
 
     def __enter__(self) -> OutboxTransport:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -282,7 +283,7 @@ class OutboxTransport:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        pass
+        self.close()
 
     def send(self, message: Message) -> None:
         """Write the message and its masked view, each atomically (temporary name, rename), then
@@ -304,10 +305,11 @@ class OutboxTransport:
         name = f"{utcnow().strftime(STAMP_FORMAT)}-{uuid.uuid4().hex[:8]}"
         _write_private(self.directory / f"{name}.json", json.dumps(view).encode())
         _write_private(self.directory / f"{name}.eml", raw)  # last: it makes the message appear
-        outbox_index.record(self.directory, outbox_index.indexed_message(f"{name}.eml", view))
+        self.index.record(outbox_index.indexed_message(f"{name}.eml", view))
 
     def close(self) -> None:
-        """Nothing to close."""
+        """Close the index (it opens again with the next message)."""
+        self.index.close()
 
 
 def mask(text: str, secret_values: tuple[str, ...]) -> str:
