@@ -19,8 +19,9 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from conftest import import_file, login_admin, sample
+from conftest import ADMIN_PASSWORD, import_file, login_admin, sample
 from smtpserver import password_in
+from test_browser import live_server, log_in, page  # noqa: F401 (fixtures)
 from test_mailing import drain
 
 from bulkimport.headers import FRAMED_DOCUMENT_POLICY
@@ -67,10 +68,10 @@ def send(app, recipients, *, subject="Your account", text="Hello", html_part="<p
             clock.advance(seconds=1)
 
 
-def rows(page: str) -> list[str]:
+def rows(listing: str) -> list[str]:
     """The recipients of the rows of an outbox list page, in order."""
-    return re.findall(r'<tr data-message="[^"]+">\s*<td>.*?</td>\s*<td[^>]*>.*?</td>\s*'
-                      r"<td>([^<]*)</td>", page, flags=re.S)
+    return re.findall(r'<tr data-message="[^"]+">\s*<td[^>]*>.*?</td>\s*<td[^>]*>.*?</td>\s*'
+                      r"<td[^>]*>([^<]*)</td>", listing, flags=re.S)
 
 
 def test_the_viewer_masks_every_password_that_the_files_keep(app_factory):
@@ -82,15 +83,15 @@ def test_the_viewer_masks_every_password_that_the_files_keep(app_factory):
     passwords = [password_in(f.read_bytes()) for f in emls]
     assert len(emls) == 3 and all(len(p) >= 16 for p in passwords)
     assert {oct(f.stat().st_mode & 0o777) for f in outbox_folder(app).iterdir()} == {"0o600"}
-    page = client.get("/admin/system/outbox").get_data(as_text=True)
-    assert page.count("Your bulkimport account") == 3
-    assert "for trying the product, not for production" in page
+    listing = client.get("/admin/system/outbox").get_data(as_text=True)
+    assert listing.count("Your bulkimport account") == 3
+    assert "for trying the product, not for production" in listing
     for f in emls:
         message = client.get(f"/admin/system/outbox/{f.name}").get_data(as_text=True)
         assert "Password: ••••••••" in message and "Hello " in message
         part = client.get(f"/admin/system/outbox/{f.name}/html").get_data(as_text=True)
         assert "<code>••••••••</code>" in part
-        assert not any(p in message or p in page or p in part for p in passwords)
+        assert not any(p in message or p in listing or p in part for p in passwords)
 
 
 def test_a_password_in_the_subject_is_masked_too(app_factory):
@@ -101,9 +102,9 @@ def test_a_password_in_the_subject_is_masked_too(app_factory):
          html_part=f"<p>{secret}</p>", secret_values=(secret,))
     [eml] = [f for f in outbox_files(app) if f.suffix == ".eml"]
     assert secret in eml.read_text()
-    page = client.get("/admin/system/outbox").get_data(as_text=True)
+    listing = client.get("/admin/system/outbox").get_data(as_text=True)
     message = client.get(f"/admin/system/outbox/{eml.name}").get_data(as_text=True)
-    assert secret not in page + message and "Your password is ••••••••" in page
+    assert secret not in listing + message and "Your password is ••••••••" in listing
     assert b"Your password is" in index_bytes(app) and secret.encode() not in index_bytes(app)
 
 
@@ -168,12 +169,12 @@ def test_the_search_finds_recipients_by_any_part_in_any_case(app_factory):
     client = login_admin(app)
     send(app, [f"{'ann' if i % 2 else 'bob'}.{i:03d}@Example.COM" for i in range(110)]
          + ["Carol@example.org"])
-    page = client.get("/admin/system/outbox?to=ANN.").get_data(as_text=True)
+    listing = client.get("/admin/system/outbox?to=ANN.").get_data(as_text=True)
     assert ("Showing 1–50 of <strong>55</strong> e-mails to an address containing “ANN.” "
-            "(111 in the outbox)") in page
-    assert all(r.startswith("ann.") for r in rows(page)) and len(rows(page)) == 50
-    assert 'href="/admin/system/outbox?page=2&amp;to=ANN."' in page
-    assert 'value="ANN."' in page  # the search stays in its field
+            "(111 in the outbox)") in listing
+    assert all(r.startswith("ann.") for r in rows(listing)) and len(rows(listing)) == 50
+    assert 'href="/admin/system/outbox?page=2&amp;to=ANN."' in listing
+    assert 'value="ANN."' in listing  # the search stays in its field
     second = client.get("/admin/system/outbox?to=ANN.&page=2").get_data(as_text=True)
     assert "Showing 51–55 of <strong>55</strong>" in second
     assert rows(client.get("/admin/system/outbox?to=%20cAROL@%20").get_data(as_text=True)) == [
@@ -186,8 +187,8 @@ def test_the_from_line_is_shown_in_the_list_and_the_message(app_factory):
     app = app_factory(MAIL_SERVER="")
     client = login_admin(app)
     send(app, ["ann@example.com"], sender="Personnel <hr@example.com>")
-    page = client.get("/admin/system/outbox").get_data(as_text=True)
-    assert "Personnel &lt;hr@example.com&gt;" in page
+    listing = client.get("/admin/system/outbox").get_data(as_text=True)
+    assert "Personnel &lt;hr@example.com&gt;" in listing
     [name] = eml_names(app)
     message = client.get(f"/admin/system/outbox/{name}").get_data(as_text=True)
     assert re.search(r"<dt[^>]*>From</dt><dd[^>]*>Personnel &lt;hr@example.com&gt;</dd>",
@@ -200,12 +201,12 @@ def test_the_html_part_is_served_sandboxed_at_its_own_url(app_factory):
     client = login_admin(app)
     send(app, ["ann@example.com"], html_part='<p style="color: red">Hi</p><script>x()</script>')
     [name] = eml_names(app)
-    page = client.get(f"/admin/system/outbox/{name}")
-    frame = re.search(r"<iframe[^>]*>", page.get_data(as_text=True)).group(0)
+    message_page = client.get(f"/admin/system/outbox/{name}")
+    frame = re.search(r"<iframe[^>]*>", message_page.get_data(as_text=True)).group(0)
     assert 'sandbox=""' in frame and "allow-" not in frame
     assert f'src="/admin/system/outbox/{name}/html"' in frame
-    assert "'unsafe-inline'" not in page.headers["Content-Security-Policy"]  # the page: strict
-    assert "frame-src 'self'" in page.headers["Content-Security-Policy"]
+    assert "'unsafe-inline'" not in message_page.headers["Content-Security-Policy"]  # strict
+    assert "frame-src 'self'" in message_page.headers["Content-Security-Policy"]
     part = client.get(f"/admin/system/outbox/{name}/html")
     assert part.status_code == 200 and part.mimetype == "text/html"
     assert part.get_data(as_text=True) == '<p style="color: red">Hi</p><script>x()</script>'
@@ -217,7 +218,7 @@ def test_the_html_part_is_served_sandboxed_at_its_own_url(app_factory):
     assert part.headers["X-Frame-Options"] == "SAMEORIGIN"
     assert part.headers["Referrer-Policy"] == "no-referrer"
     anonymous = app.test_client().get(f"/admin/system/outbox/{name}/html")
-    assert anonymous.status_code == 302  # to the login page, under the site's own policy
+    assert anonymous.status_code == 302  # to the login message_page, under the site's own policy
     assert "frame-ancestors 'none'" in anonymous.headers["Content-Security-Policy"]
 
 
@@ -233,10 +234,47 @@ def test_a_message_without_an_html_part_or_from_an_earlier_version_says_so(app_f
     (outbox_folder(app) / old).write_bytes(b"Subject: Old\n\nold")
     (outbox_folder(app) / old).with_suffix(".json").write_text(json.dumps(
         {"to": "old@example.com", "subject": "Old", "date": "Mon, 30 Nov 2026", "text": "old"}))
-    page = client.get(f"/admin/system/outbox/{old}").get_data(as_text=True)
-    assert "(not recorded)" in page and "written before the outbox kept it" in page
+    listing = client.get(f"/admin/system/outbox/{old}").get_data(as_text=True)
+    assert "(not recorded)" in listing and "written before the outbox kept it" in listing
     listed = client.get("/admin/system/outbox").get_data(as_text=True)
     assert rows(listed) == ["ann@example.com", "old@example.com"]
+
+
+# An e-mail that tries everything a sandboxed frame must not allow.
+HOSTILE_HTML = """<!doctype html><html><body style="font-family: serif">
+<p id="greeting">Hello Ann,</p><table><tr><td style="padding: 2px 12px 2px 0">Password</td>
+<td><code>{password}</code></td></tr></table>
+<img alt="logo" src="https://tracker.example.com/open.png">
+<script>document.getElementById("greeting").textContent = "script ran";
+parent.document.title = "owned";</script>
+<form action="/logout" method="post"><button id="submit-out">Go</button></form>
+</body></html>"""
+
+
+def test_the_html_part_renders_in_its_frame_under_the_real_policy(app_factory, live_server,  # noqa: F811
+                                                                   page):  # noqa: F811
+    from playwright.sync_api import expect
+
+    send(app_factory(MAIL_SERVER=""), ["ann@example.com"], subject="Welcome",
+         html_part=HOSTILE_HTML.format(password="Pw-1234-5678-abcd"),
+         secret_values=("Pw-1234-5678-abcd",))
+    log_in(page, live_server, "boss", ADMIN_PASSWORD)
+    page.goto(f"{live_server}/admin/system/outbox")
+    expect(page.locator("#outbox-count")).to_contain_text("Showing 1–1 of 1 e-mail")
+    page.get_by_role("link", name="Welcome").click()
+    frame = page.frame_locator("#message-html")
+    expect(frame.locator("#greeting")).to_have_text("Hello Ann,")  # the script did not run
+    expect(frame.locator("code")).to_have_text(MASK)
+    expect(frame.locator("body")).to_have_css("font-family", "serif")  # its own inline styles
+    expect(frame.locator("td").first).to_have_css("padding-right", "12px")
+    assert page.title() != "owned"
+    assert frame.locator("img").evaluate("img => img.naturalWidth") == 0  # nothing loaded
+    frame.locator("#submit-out").click()  # no form may be sent from the frame
+    expect(page.get_by_text("Signed in as")).to_contain_text("boss")
+    page.goto(live_server + page.locator("#message-html").get_attribute("src"))  # on its own
+    expect(page.locator("#greeting")).to_have_text("Hello Ann,")
+    # The only complaints are the frame's blocked script, form and image; none from the page.
+    assert page.problems and all(p.endswith("/html)") for p in page.problems), page.problems
 
 
 @pytest.mark.parametrize("name", [
@@ -330,10 +368,10 @@ def test_old_files_are_deleted_when_the_outbox_is_listed_or_written(app_factory,
     assert [f.suffix for f in outbox_files(app)] == [".eml", ".json"]  # only the new one
     assert indexed_names(app) == eml_names(app)  # the purge forgot the deleted ones
     clock.advance(days=8)
-    page = client.get("/admin/system/outbox").get_data(as_text=True)
-    assert "The outbox is empty." in page and outbox_files(app) == []
+    listing = client.get("/admin/system/outbox").get_data(as_text=True)
+    assert "The outbox is empty." in listing and outbox_files(app) == []
     assert indexed_names(app) == []
-    assert "Files older than 7 days\nare deleted" in page
+    assert "Files older than 7 days\nare deleted" in listing
 
 
 def test_the_purge_keeps_the_index_consistent(app_factory, clock):
@@ -359,9 +397,10 @@ def test_an_outbox_without_an_index_is_indexed_on_first_view(app_factory):
     folder = outbox_folder(app)
     for leftover in folder.glob(f"{INDEX_NAME}*"):  # as an outbox written before the upgrade
         leftover.unlink()
-    page = client.get("/admin/system/outbox").get_data(as_text=True)
-    assert "Showing 1–50 of <strong>60</strong>" in page and rows(page)[0] == "user59@example.com"
-    assert "From" in page and "Intranet &lt;noreply@example.com&gt;" in page
+    listing = client.get("/admin/system/outbox").get_data(as_text=True)
+    assert "Showing 1–50 of <strong>60</strong>" in listing
+    assert rows(listing)[0] == "user59@example.com"
+    assert "From" in listing and "Intranet &lt;noreply@example.com&gt;" in listing
     assert indexed_names(app) == eml_names(app)
     assert oct((folder / INDEX_NAME).stat().st_mode & 0o777) == "0o600"
 
@@ -379,8 +418,8 @@ def test_the_index_follows_files_added_or_deleted_behind_its_back(app_factory):
     (folder / stray).with_suffix(".json").write_text(json.dumps(
         {"to": "Stray@example.com", "from": "a@example.com", "subject": "Stray", "date": "",
          "text": "x"}))
-    page = client.get("/admin/system/outbox?to=stray").get_data(as_text=True)
-    assert rows(page) == ["Stray@example.com"] and "of <strong>1</strong>" in page
+    listing = client.get("/admin/system/outbox?to=stray").get_data(as_text=True)
+    assert rows(listing) == ["Stray@example.com"] and "of <strong>1</strong>" in listing
     assert indexed_names(app) == eml_names(app) and first not in indexed_names(app)
 
 
@@ -392,8 +431,8 @@ def test_a_damaged_index_is_rebuilt(app_factory):
     for leftover in folder.glob(f"{INDEX_NAME}-*"):
         leftover.unlink()
     (folder / INDEX_NAME).write_bytes(b"not a database at all" * 100)
-    page = client.get("/admin/system/outbox").get_data(as_text=True)
-    assert rows(page) == ["bob@example.com", "ann@example.com"]
+    listing = client.get("/admin/system/outbox").get_data(as_text=True)
+    assert rows(listing) == ["bob@example.com", "ann@example.com"]
     assert indexed_names(app) == eml_names(app)
 
 
