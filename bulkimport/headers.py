@@ -3,7 +3,8 @@ beyond the site, and a Content-Security-Policy that allows scripts, styles and i
 site itself only — no inline script, no inline style, no CDN.
 
 A view whose page needs more (the template editor's preview shows an e-mail's own inline styles)
-says so with `csp_allows`; the policy is otherwise the same everywhere.
+says so with `csp_allows`; the policy is otherwise the same everywhere, except for a
+`FramedDocument`: HTML the site did not write, shown in a sandboxed frame of one of its pages.
 """
 
 from __future__ import annotations
@@ -25,6 +26,18 @@ CONTENT_SECURITY_POLICY = {
     "form-action": "'self'",
     "frame-ancestors": "'none'",
 }
+# A FramedDocument (an e-mail's HTML part) may show its own inline styles and embedded images,
+# and nothing else: it loads, runs, submits and frames nothing; it is sandboxed even when opened
+# on its own; and only this site's pages may frame it.
+FRAMED_DOCUMENT_POLICY = {
+    "default-src": "'none'",
+    "style-src": "'unsafe-inline'",
+    "img-src": "data:",
+    "form-action": "'none'",
+    "base-uri": "'none'",
+    "frame-ancestors": "'self'",
+    "sandbox": "",
+}
 HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -32,6 +45,13 @@ HEADERS = {
     # Referer, so the site must keep sending it to itself.
     "Referrer-Policy": "same-origin",
 }
+
+
+class FramedDocument(Response):
+    """A response of HTML the site did not write, for a sandboxed frame of one of its pages; it
+    gets FRAMED_DOCUMENT_POLICY instead of the site's policy."""
+
+    default_mimetype = "text/html"
 
 
 def csp_allows(**sources: str) -> Callable:
@@ -60,6 +80,11 @@ def add_security_headers(response: Response) -> Response:
         getattr(view, "csp_additions", None))
     for name, value in HEADERS.items():
         response.headers[name] = value
+    if isinstance(response, FramedDocument):
+        response.headers["Content-Security-Policy"] = "; ".join(
+            f"{name} {sources}".strip() for name, sources in FRAMED_DOCUMENT_POLICY.items())
+        response.headers["X-Frame-Options"] = "SAMEORIGIN"
+        response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
 

@@ -109,7 +109,7 @@ def _urls(app, arguments: dict, outbox_name: str) -> list[str]:
             if rule.endpoint == "bootstrap.static":
                 urls.append(url_for(rule.endpoint, filename="css/bootstrap.min.css"))
                 continue
-            if rule.endpoint == "system.outbox_message":
+            if rule.endpoint in ("system.outbox_message", "system.outbox_message_html"):
                 urls.append(url_for(rule.endpoint, name=outbox_name))
                 continue
             choices = [[(name, value) for value in arguments[name]] for name in rule.arguments]

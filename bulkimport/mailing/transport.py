@@ -10,24 +10,29 @@ from __future__ import annotations
 
 import email.charset
 import enum
+import html
 import json
 import os
 import smtplib
 import socket
 import ssl
 import time
+import urllib.parse
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from email.utils import formatdate, make_msgid, parseaddr
+from datetime import timedelta
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from pathlib import Path
 
 import idna
+import markupsafe
 from flask import current_app
 from flask_mail import Connection, Message
 
 from ..models import utcnow
+from . import outbox_index
+from .outbox_index import OUTBOX_FILE, STAMP_FORMAT
 
 # SMTP allows 998 characters a line (RFC 5321 4.5.3.1.6). Flask-Mail sends UTF-8 bodies as 8bit
 # without wrapping, so an HTML template with one long line would be refused ("500 Line too
@@ -264,11 +269,13 @@ class SMTPTransport(Connection):
 class OutboxTransport:
     """The embedded default, for trying the product: every message becomes an .eml file under
     instance/outbox/ (readable by the process owner only), beside a .json copy of its headers
-    and text with the password masked, which is all the outbox pages read."""
+    and its text and HTML parts with the password masked, which is all the outbox pages read,
+    and a row in the outbox's index (`outbox_index`), which lets them page and search."""
 
     def __init__(self, directory: Path, retention_days: float):
         self.directory = directory
         self.retention_days = retention_days
+        self.index = outbox_index.OutboxIndex(directory)
 
     def __enter__(self) -> OutboxTransport:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -276,28 +283,33 @@ class OutboxTransport:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        pass
+        self.close()
 
     def send(self, message: Message) -> None:
-        """Write the message and its masked view, each atomically (temporary name, rename)."""
+        """Write the message and its masked view, each atomically (temporary name, rename), then
+        index it."""
         if message.has_bad_headers():
             raise SendFailure(PERMANENT, "Not sent: a header holds a line break.")
         if message.date is None:
             message.date = time.time()
         raw = message.as_bytes()
         secrets = getattr(message, "secret_values", ())
-        view = {"to": ", ".join(message.recipients), "subject": mask(message.subject, secrets),
+        sender = message.sender
+        view = {"to": ", ".join(message.recipients),
+                "from": formataddr(sender) if isinstance(sender, tuple) else sender or "",
+                "subject": mask(message.subject, secrets),
                 "date": formatdate(message.date, localtime=True),
                 "text": mask(message.body or "", secrets)}
+        if message.html:
+            view["html"] = mask_markup(message.html, secrets)
         name = f"{utcnow().strftime(STAMP_FORMAT)}-{uuid.uuid4().hex[:8]}"
         _write_private(self.directory / f"{name}.json", json.dumps(view).encode())
         _write_private(self.directory / f"{name}.eml", raw)  # last: it makes the message appear
+        self.index.record(outbox_index.indexed_message(f"{name}.eml", view))
 
     def close(self) -> None:
-        """Nothing to close."""
-
-
-STAMP_FORMAT = "%Y%m%dT%H%M%S%f"
+        """Close the index (it opens again with the next message)."""
+        self.index.close()
 
 
 def mask(text: str, secret_values: tuple[str, ...]) -> str:
@@ -307,21 +319,35 @@ def mask(text: str, secret_values: tuple[str, ...]) -> str:
     return text
 
 
+def mask_markup(markup: str, secret_values: tuple[str, ...]) -> str:
+    """The HTML `markup` with every secret value replaced by MASK, whether it stands there as
+    itself, HTML-escaped (as a template writes `{{ password }}`) or URL-encoded (in a link)."""
+    for value in secret_values:
+        written_forms = {str(markupsafe.escape(value)), html.escape(value),
+                         html.escape(value, quote=False), urllib.parse.quote(value, safe=""),
+                         urllib.parse.quote_plus(value, safe=""), value}
+        for form in sorted(written_forms, key=len, reverse=True):  # "a&amp;b" before "a&b"
+            markup = markup.replace(form, MASK)
+    return markup
+
+
 def purge_outbox(directory: Path, retention_days: float) -> int:
     """Delete the outbox files written more than `retention_days` ago by the application's
-    clock (their names carry the time they were written); returns how many."""
+    clock (their names carry the time they were written) and their rows of the outbox's index;
+    returns how many files."""
     if retention_days <= 0 or not directory.is_dir():
         return 0
     oldest = utcnow() - timedelta(days=retention_days)
+    # The names start with the time in a fixed-width form: comparing them as text is comparing
+    # the times, without parsing thousands of dates.
+    oldest_name = oldest.strftime(STAMP_FORMAT)
     deleted = 0
     for path in directory.iterdir():
-        try:
-            written = datetime.strptime(path.name.partition("-")[0], STAMP_FORMAT)
-        except ValueError:
-            continue  # not one of ours
-        if written < oldest:
+        if OUTBOX_FILE.match(path.name) and path.name < oldest_name:
             path.unlink(missing_ok=True)
             deleted += 1
+    # After the files: a page that reconciles the index meanwhile forgets them as well.
+    outbox_index.forget_written_before(directory, oldest)
     return deleted
 
 
