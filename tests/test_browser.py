@@ -6,6 +6,9 @@ Chromium is driven by Playwright, so the templates, Bootstrap's dropdown, the pa
 form round trips are all exercised as a person would. Screenshots of the review page and the
 confirmation are written to the test's tmp dir, and also to docs/screenshots when
 BULKIMPORT_SCREENSHOTS=1.
+
+Every page these tests visit (and those of test_browser_csp.py, which shares the `page` fixture)
+is checked with axe-core: a violation of impact "serious" or "critical" fails the test.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from accessibility import check_every_page, check_last_page
 from conftest import ADMIN_PASSWORD, add_users, require, sample, wait_for_jobs
 from smtpserver import start_server
 from werkzeug.serving import make_server
@@ -37,11 +41,13 @@ SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
 
 @contextmanager
-def serving(app):
-    """Serve `app` on a free port of 127.0.0.1 with an administrator `boss`; yield its URL."""
-    with app.app_context():
-        create_admin(db.session, "boss", "boss@example.com", ADMIN_PASSWORD)
-        db.session.commit()
+def serving(app, *, with_admin: bool = True):
+    """Serve `app` on a free port of 127.0.0.1, with an administrator `boss` unless told
+    otherwise; yield its URL."""
+    if with_admin:
+        with app.app_context():
+            create_admin(db.session, "boss", "boss@example.com", ADMIN_PASSWORD)
+            db.session.commit()
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
@@ -110,8 +116,12 @@ def page():
             page.on("console", on_console)
             page.on("response", on_response)
             page.problems = problems
+            inaccessible = check_every_page(page)
             yield page
+            check_last_page(page)
             context.close()
+            found = "\n".join(dict.fromkeys(inaccessible))
+            assert not found, f"axe-core found serious or critical violations:\n{found}"
         finally:
             browser.close()
 

@@ -2,6 +2,14 @@
 (function () {
   "use strict";
 
+  // A menu toggle of the top bar is a link to its menu's landing page; once Bootstrap can open
+  // the menu, it is a button that does.
+  if (window.bootstrap) {
+    document.querySelectorAll("a[data-bs-toggle=dropdown]").forEach(function (toggle) {
+      toggle.setAttribute("role", "button");
+    });
+  }
+
   // Review page: a ticked column heading selects that action on the visible rows at once
   // (the server applies it to every row of the batch), and the form is told the script ran.
   document.querySelectorAll("form[data-review]").forEach(function (form) {
