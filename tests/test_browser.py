@@ -139,7 +139,7 @@ def test_import_minimal_csv_in_a_browser(live_server, page, tmp_path):
 
     page.goto(f"{live_server}/login")
     page.get_by_label("Username").fill("boss")
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_text("Signed in as")).to_contain_text("boss")
 
@@ -181,7 +181,7 @@ def test_import_minimal_csv_in_a_browser(live_server, page, tmp_path):
 def log_in(page, base: str, username: str, password: str) -> None:
     page.goto(f"{base}/login")
     page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
+    page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Log in").click()
 
 

@@ -10,6 +10,37 @@
     });
   }
 
+  // Password forms: one "Show password(s)" checkbox under the password fields shows what was
+  // typed. Only the script can do it, so only the script adds it; the fields are password fields
+  // again when the form is sent, so that password managers recognise them.
+  document.querySelectorAll("form[data-show-passwords]").forEach(function (form, index) {
+    var fields = form.querySelectorAll("input[type=password]");
+    if (!fields.length) { return; }
+    var last = fields[fields.length - 1].closest(".mb-3") || fields[fields.length - 1];
+    var wrapper = document.createElement("div");
+    wrapper.className = "form-check mb-3";
+    var box = document.createElement("input");
+    box.type = "checkbox";
+    box.className = "form-check-input";
+    box.id = "show-passwords-" + index;
+    box.setAttribute("aria-controls", Array.prototype.map.call(fields, function (f) {
+      return f.id;
+    }).join(" "));
+    var label = document.createElement("label");
+    label.className = "form-check-label";
+    label.htmlFor = box.id;
+    label.textContent = fields.length > 1 ? "Show passwords" : "Show password";
+    wrapper.appendChild(box);
+    wrapper.appendChild(label);
+    last.parentNode.insertBefore(wrapper, last.nextSibling);
+    box.addEventListener("change", function () {
+      fields.forEach(function (f) { f.type = box.checked ? "text" : "password"; });
+    });
+    form.addEventListener("submit", function () {
+      fields.forEach(function (f) { f.type = "password"; });
+    });
+  });
+
   // Review page: a ticked column heading selects that action on the visible rows at once
   // (the server applies it to every row of the batch), and the form is told the script ran.
   document.querySelectorAll("form[data-review]").forEach(function (form) {
