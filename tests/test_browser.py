@@ -307,7 +307,7 @@ def test_edit_the_invitation_template_then_a_broken_one_is_refused(mail_live_ser
     page.get_by_role("button", name="Save").click()
     problems = page.locator("#template-problems")
     expect(problems).to_contain_text("Nothing was saved")
-    expect(problems).to_contain_text("text body, line 2: Unexpected end of template")
+    expect(problems).to_contain_text("text body, line 2: this “{% if %}” is never closed")
     expect(page.get_by_label("Text body")).to_have_value(re.compile(r"Please change your password"))
     screenshot(page, tmp_path, "template-error.png")
     # the refusal is a 422 answer (which the console reports too); nothing else went wrong

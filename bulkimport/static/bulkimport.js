@@ -41,6 +41,43 @@
     });
   });
 
+  // Template editor: line numbers beside the HTML and text bodies, so that "text body, line 7"
+  // can be found; the lines a problem names are marked. Lines do not wrap, or the numbers would
+  // drift from the lines they number.
+  document.querySelectorAll("textarea[data-line-numbers]").forEach(function (area) {
+    var errors = (area.getAttribute("data-error-lines") || "").split(" ").filter(Boolean);
+    var wrapper = document.createElement("div");
+    wrapper.className = "code-editor";
+    var gutter = document.createElement("div");
+    gutter.className = "line-numbers";
+    gutter.setAttribute("aria-hidden", "true");  // the problems say the line in words
+    area.parentNode.insertBefore(wrapper, area);
+    wrapper.appendChild(gutter);
+    wrapper.appendChild(area);
+    area.setAttribute("wrap", "off");
+    var shown = 0;
+    function number() {
+      var lines = area.value.split("\n").length;
+      if (lines !== shown) {
+        gutter.textContent = "";
+        for (var line = 1; line <= lines; line += 1) {
+          var cell = document.createElement("span");
+          cell.textContent = line;
+          if (errors.indexOf(String(line)) !== -1) { cell.className = "has-problem"; }
+          gutter.appendChild(cell);
+        }
+        shown = lines;
+      }
+      // A horizontal scroll bar takes room at the bottom of the text, not of the numbers.
+      gutter.style.paddingBottom = (area.offsetHeight - area.clientHeight) + "px";
+      gutter.scrollTop = area.scrollTop;
+    }
+    area.addEventListener("input", number);
+    area.addEventListener("scroll", function () { gutter.scrollTop = area.scrollTop; });
+    if (window.ResizeObserver) { new ResizeObserver(number).observe(area); }
+    number();
+  });
+
   // Review page: a ticked column heading selects that action on the visible rows at once
   // (the server applies it to every row of the batch), and the form is told the script ran.
   document.querySelectorAll("form[data-review]").forEach(function (form) {
