@@ -20,7 +20,8 @@ FAILING_IMPACTS = ("serious", "critical")
 HOLD_UNTIL_CHECKED = """
 (() => {
   "use strict";
-  if (window.top !== window) { return; }  // frames: the template preview, an e-mail
+  // Frames (the template preview, an e-mail) and the browser's blank page are not ours.
+  if (window.top !== window || !/^https?:$/.test(location.protocol)) { return; }
   let done = false;
   let check = null;
   window.__axeCheck = function () {

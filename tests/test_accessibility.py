@@ -6,9 +6,39 @@ from __future__ import annotations
 
 import re
 
+from accessibility import check_last_page
 from conftest import ADMIN_PASSWORD
 from test_browser import log_in, page, serving  # noqa: F401 (fixtures)
 from test_every_page import _urls, realistic  # noqa: F401 (fixtures)
+
+# Two pages the check must fault: an image without a text and a field without a label, and a
+# link that a test follows at once, before the check of the first page could have ended.
+BAD_PAGE = """<!doctype html><html lang="en"><head><title>Bad</title></head><body><main>
+<h1>Bad</h1><img src="/pixel.png"><a id="next" href="/second">Second</a></main></body></html>"""
+SECOND_PAGE = """<!doctype html><html lang="en"><head><title>Second</title></head><body><main>
+<h1>Second</h1><form><input type="text" name="q"><button>Go</button></form></main></body>
+</html>"""
+
+
+def test_the_check_faults_a_page_left_at_once_and_one_left_by_a_form(page):  # noqa: F811
+    from playwright.sync_api import expect
+
+    pages = {"/first": BAD_PAGE, "/second": SECOND_PAGE, "/third": SECOND_PAGE}
+    page.route("http://pages.test/**", lambda route: route.fulfill(
+        content_type="text/html", body=pages.get(route.request.url[17:].split("?")[0], "")))
+    page.goto("http://pages.test/first")
+    page.locator("#next").click()  # at once: the click waits for the check of /first
+    expect(page).to_have_url("http://pages.test/second")
+    page.get_by_role("button", name="Go").click()  # a form sent: it waits for the check too
+    expect(page).to_have_url("http://pages.test/second?q=")
+    page.goto("http://pages.test/third")  # a navigation by the test waits for it as well
+    check_last_page(page)
+    found = "\n".join(page.inaccessible)
+    assert "/first: critical image-alt" in found
+    assert "/second: critical label" in found
+    assert "/second?q=: critical label" in found
+    assert "/third: critical label" in found
+    page.inaccessible.clear()  # faulted on purpose: not a failure of this test
 
 
 def test_every_page_passes_axe_and_skips_to_its_content(realistic, page):  # noqa: F811

@@ -116,7 +116,7 @@ def page():
             page.on("console", on_console)
             page.on("response", on_response)
             page.problems = problems
-            inaccessible = check_every_page(page)
+            page.inaccessible = inaccessible = check_every_page(page)
             yield page
             check_last_page(page)
             context.close()
@@ -224,8 +224,12 @@ def test_invitations_reach_100_percent_and_the_password_logs_in(mail_live_server
         page.get_by_role("button", name="Change password").click()
 
     choose("my-lchen-password-2026")
-    expect(page.get_by_text("The password must not contain the username.")).to_be_visible()
+    expect(page.get_by_text("The password must not contain the username.", exact=True)) \
+        .to_be_visible()
     expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    # the e-mailed password was right: it is kept, and only the new one is typed again
+    expect(page.get_by_label("Current password")).to_have_value(password)
+    expect(page.get_by_label("New password", exact=True)).to_have_value("")
     screenshot(page, tmp_path, "choose-password.png")
     choose("tulip-harbour-47-lantern")
     expect(page.get_by_role("alert").filter(has_text="Your password has been changed")) \
