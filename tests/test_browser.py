@@ -6,6 +6,9 @@ Chromium is driven by Playwright, so the templates, Bootstrap's dropdown, the pa
 form round trips are all exercised as a person would. Screenshots of the review page and the
 confirmation are written to the test's tmp dir, and also to docs/screenshots when
 BULKIMPORT_SCREENSHOTS=1.
+
+Every page these tests visit (and those of test_browser_csp.py, which shares the `page` fixture)
+is checked with axe-core: a violation of impact "serious" or "critical" fails the test.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from accessibility import check_every_page, check_last_page
 from conftest import ADMIN_PASSWORD, add_users, require, sample, wait_for_jobs
 from smtpserver import start_server
 from werkzeug.serving import make_server
@@ -37,11 +41,13 @@ SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
 
 @contextmanager
-def serving(app):
-    """Serve `app` on a free port of 127.0.0.1 with an administrator `boss`; yield its URL."""
-    with app.app_context():
-        create_admin(db.session, "boss", "boss@example.com", ADMIN_PASSWORD)
-        db.session.commit()
+def serving(app, *, with_admin: bool = True):
+    """Serve `app` on a free port of 127.0.0.1, with an administrator `boss` unless told
+    otherwise; yield its URL."""
+    if with_admin:
+        with app.app_context():
+            create_admin(db.session, "boss", "boss@example.com", ADMIN_PASSWORD)
+            db.session.commit()
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
@@ -110,8 +116,12 @@ def page():
             page.on("console", on_console)
             page.on("response", on_response)
             page.problems = problems
+            page.inaccessible = inaccessible = check_every_page(page)
             yield page
+            check_last_page(page)
             context.close()
+            found = "\n".join(dict.fromkeys(inaccessible))
+            assert not found, f"axe-core found serious or critical violations:\n{found}"
         finally:
             browser.close()
 
@@ -129,7 +139,7 @@ def test_import_minimal_csv_in_a_browser(live_server, page, tmp_path):
 
     page.goto(f"{live_server}/login")
     page.get_by_label("Username").fill("boss")
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_label("Password", exact=True).fill(ADMIN_PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_text("Signed in as")).to_contain_text("boss")
 
@@ -172,7 +182,7 @@ def test_import_minimal_csv_in_a_browser(live_server, page, tmp_path):
 def log_in(page, base: str, username: str, password: str) -> None:
     page.goto(f"{base}/login")
     page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
+    page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Log in").click()
 
 
@@ -215,8 +225,12 @@ def test_invitations_reach_100_percent_and_the_password_logs_in(mail_live_server
         page.get_by_role("button", name="Change password").click()
 
     choose("my-lchen-password-2026")
-    expect(page.get_by_text("The password must not contain the username.")).to_be_visible()
+    expect(page.get_by_text("The password must not contain the username.", exact=True)) \
+        .to_be_visible()
     expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    # the e-mailed password was right: it is kept, and only the new one is typed again
+    expect(page.get_by_label("Current password")).to_have_value(password)
+    expect(page.get_by_label("New password", exact=True)).to_have_value("")
     screenshot(page, tmp_path, "choose-password.png")
     choose("tulip-harbour-47-lantern")
     expect(page.get_by_role("alert").filter(has_text="Your password has been changed")) \
@@ -298,7 +312,7 @@ def test_edit_the_invitation_template_then_a_broken_one_is_refused(mail_live_ser
     page.get_by_role("button", name="Save").click()
     problems = page.locator("#template-problems")
     expect(problems).to_contain_text("Nothing was saved")
-    expect(problems).to_contain_text("text body, line 2: Unexpected end of template")
+    expect(problems).to_contain_text("text body, line 2: this “{% if %}” is never closed")
     expect(page.get_by_label("Text body")).to_have_value(re.compile(r"Please change your password"))
     screenshot(page, tmp_path, "template-error.png")
     # the refusal is a 422 answer (which the console reports too); nothing else went wrong

@@ -134,19 +134,23 @@ def test_a_saved_template_is_a_version_and_is_used_for_the_next_e_mail(mail_app)
     assert "Hi Ann, your password: " in message
 
 
+# Jinja's own messages are said in plain words (issue 14, point 17; test_template_editor.py
+# has many more).
 SYNTAX_ERRORS = {
     "unclosed-if": ({"text": "Hello\n{% if must_change_password %}\nchange it"},
-                    "text body, line 2: Unexpected end of template. Jinja was looking for the "
-                    "following tags: 'elif' or 'else' or 'endif'."),
+                    "text body, line 2: this “{% if %}” is never closed: add “{% endif %}” "
+                    "where it ends."),
     "unclosed-variable": ({"subject": "Hello {{ firstname"},
-                          "subject, line 1: unexpected end of template, expected 'end of print "
-                          "statement'."),
+                          "subject, line 1: “{{” is never closed: add “}}” after the variable’s "
+                          "name."),
     "unknown-tag": ({"html": "<p>\n{% frobnicate %}</p>"},
-                    "HTML body, line 2: Encountered unknown tag 'frobnicate'."),
+                    "HTML body, line 2: “{% frobnicate %}” is not a tag of notification "
+                    "templates"),
     "stray-endfor": ({"text": "a\nb\n{% endfor %}"},
-                     "text body, line 3: Encountered unknown tag 'endfor'."),
+                     "text body, line 3: “{% endfor %}” closes nothing: there is no “{% for %}” "
+                     "open before it."),
     "unknown-filter": ({"subject": "{{ firstname | shout }}"},
-                       "subject, line 1: No filter named 'shout'."),
+                       "subject, line 1: there is no filter named “shout”"),
 }
 REFUSED = {
     "unknown-variable": ({"text": "Dear {{ first_name }}"},

@@ -1,12 +1,30 @@
 """Views of the auth blueprint: home, login, logout, the Account page and changing one's
-password, and the hook that holds users who must choose a new password."""
+password, and the hook that holds users who must choose a new password.
+
+A password typed into the change form is sent back in the page shown again after an error only
+when it is the current password and it was right: that is the long generated one, typed from an
+e-mail, which the user has just proved and which stops working once the change succeeds. The new
+password and its confirmation are never sent back: they are the secret that lasts, and they are
+what an error is about. The page is sent with `Cache-Control: no-store`, so that no copy of it is
+kept by the browser's cache or its back button.
+"""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask import (
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required, login_user, logout_user
+from wtforms.widgets import PasswordInput
 
 from ..extensions import db
 from ..login import change_password as change_user_password
@@ -81,14 +99,24 @@ def login():
             flash(result.message, "danger")
         else:
             _remember(result.user, token)
-            notice = temporary_password_notice(result.user)
-            if notice:
-                flash(notice, "warning")
             target = _safe_next(request.args.get("next"))
+            notice = temporary_password_notice(result.user)
+            # The Account and change-password pages say it themselves, where it can be acted on.
+            if notice and not _lands_on_password_pages(result.user, target):
+                flash(notice, "warning")
             if result.user.must_change_password:
                 return redirect(url_for("auth.change_password", next=target))
             return redirect(target or url_for("auth.home"))
     return render_template("auth/login.html", form=form), form_status(form)
+
+
+def _lands_on_password_pages(user, target: str | None) -> bool:
+    """Whether a login of `user` that goes on to `target` lands on the Account page or the
+    change-password page (home is the Account page for users who are not administrators)."""
+    path = urlsplit(target).path if target else url_for("auth.home")
+    if path == url_for("auth.home") and not user.is_admin:
+        path = url_for("auth.account")
+    return path in (url_for("auth.account"), url_for("auth.change_password"))
 
 
 @bp.post("/logout")
@@ -157,9 +185,14 @@ def change_password():
             return redirect(_safe_next(request.args.get("next")) or url_for("auth.home"))
         for name, messages in problems.items():
             form[name].errors = list(messages)
+        if "current_password" not in problems:  # right: kept (see the module's docstring)
+            form.current_password.widget = PasswordInput(hide_value=False)
     rules = rules_in_force(load_policy(db.session))
-    return render_template("auth/change_password.html", form=form, forced=forced,
-                           rules=rules), form_status(form)
+    response = make_response(render_template(
+        "auth/change_password.html", form=form, forced=forced, rules=rules,
+        current_kept=not form.current_password.widget.hide_value), form_status(form))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _open_session(user) -> str:

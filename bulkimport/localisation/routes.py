@@ -1,5 +1,6 @@
 """Views of Admin > System > Localisation: the languages with their templates, and the
-Edit Notification Template page (save, preview, test e-mail, versions, reset)."""
+Edit Notification Template page (save, preview, test e-mail, versions, reset). Jinja's syntax
+errors are shown in plain words (`template_errors`), on the part and line they concern."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ..extensions import db
 from ..headers import csp_allows
 from ..mailing import sending
 from ..mailing.languages import (
+    INVITATION,
     NOTIFICATIONS,
     LocalisationError,
     add_language,
@@ -26,14 +28,22 @@ from ..mailing.languages import (
     set_default_language,
     versions,
 )
-from ..mailing.templating import NotificationTemplate, RenderError, render
+from ..mailing.templating import PARTS, NotificationTemplate, RenderError, render
 from ..mailing.transport import SendFailure
 from ..models import Language, TemplateVersion, User, fold_key
+from ..template_errors import plain_problems
 from ..web import form_status, whole_number
 from . import bp
 from .forms import DefaultLanguageForm, LanguageForm, RestoreForm, TemplateForm
 
 PASSWORD_MASK = "••••••••••••"
+# What people call each template; NOTIFICATIONS' title says what it is for, under it.
+TEMPLATE_NAMES = {INVITATION: "New user invitation"}
+
+
+def template_name(name: str) -> str:
+    """The human name of the notification template `name` (its code name when it has none)."""
+    return TEMPLATE_NAMES.get(name, name)
 
 
 @bp.get("")
@@ -58,7 +68,7 @@ def _index_page(language_form: LanguageForm, default_form: DefaultLanguageForm):
                      for name, (title, _, _) in NOTIFICATIONS.items()]
         rows.append((language, templates))
     return render_template("localisation/index.html", rows=rows, language_form=language_form,
-                           default_form=default_form)
+                           default_form=default_form, template_name=template_name)
 
 
 @bp.post("/languages")
@@ -113,6 +123,8 @@ def edit_template(code: str, name: str):
         form.text.data = effective.template.text
     problems: list[str] = []
     preview = None
+    if request.method == "GET":  # the template in force, beside the editor from the start
+        preview, _ = _preview(effective.template, language.code, form)
     if form.validate_on_submit():
         typed = NotificationTemplate(subject=form.subject.data or "", html=form.html.data or "",
                                      text=form.text.data or "")
@@ -141,13 +153,22 @@ def edit_template(code: str, name: str):
             preview, problems = _preview(typed, language.code, form)
         elif form.send_test.data:
             problems = _send_test(typed, language.code)
-    compare = _compare(request.args.get("compare"), effective.template, name, language.code)
+    current = current_version(db.session, name, language.code)
+    compare = _compare(request.args.get("compare"), effective.template, name, language.code,
+                       current)
+    sources = {label: getattr(form, field).data or "" for field, label, _ in PARTS}
+    shown = plain_problems(problems, sources)
+    fields = {label: field for field, label, _ in PARTS}
+    error_lines = {fields[p.part]: " ".join(str(q.line) for q in shown if q.part == p.part)
+                   for p in shown if p.part}
+    found = versions(db.session, name, language.code)
     return render_template(
         "localisation/edit.html", language=language, name=name,
-        title=NOTIFICATIONS[name][0], variables=NOTIFICATIONS[name][2], form=form,
-        effective=effective, source_sentence=_source_sentence(effective), problems=problems,
-        preview=preview, versions=versions(db.session, name, language.code),
-        current=current_version(db.session, name, language.code), compare=compare,
+        human_name=template_name(name), purpose=NOTIFICATIONS[name][0],
+        variables=NOTIFICATIONS[name][2], form=form, effective=effective,
+        source_sentence=_source_sentence(effective), problems=shown, error_lines=error_lines,
+        preview=preview, previewing_typed=request.method == "POST", versions=found,
+        current=current, same_as_current=_same_as(current, found), compare=compare,
         restore_form=RestoreForm()), form_status(form, problems)
 
 
@@ -189,16 +210,28 @@ def _send_test(template: NotificationTemplate, language: str) -> list[str]:
     return []
 
 
-def _compare(version_id: str | None, current: NotificationTemplate, name: str, language: str):
-    """(version, {part: diff lines}) of the version asked for against the template in force."""
+def _compare(version_id: str | None, current: NotificationTemplate, name: str, language: str,
+             in_force: TemplateVersion | None):
+    """(version, {part: diff lines}) of the version asked for against the template in force;
+    None for the version in force itself, which has nothing to compare with."""
     number = whole_number(version_id)  # ASCII digits, under the 32-bit id column's limit
     if number is None:
         return None
     version = db.session.get(TemplateVersion, number)
     if version is None or (version.name, version.language) != (name, language) \
-            or version.kind == TemplateVersion.RESET:
+            or version.kind == TemplateVersion.RESET or version is in_force:
         return None
     return version, difference(as_template(version), current)
+
+
+def _same_as(in_force: TemplateVersion | None, found: list[TemplateVersion]) -> set[int]:
+    """The ids of the other versions whose content is that of the version in force: restoring
+    one would change nothing, and their difference is empty."""
+    if in_force is None:
+        return set()
+    content = as_template(in_force)
+    return {version.id for version in found if version.kind != TemplateVersion.RESET
+            and version is not in_force and as_template(version) == content}
 
 
 def _source_sentence(effective) -> str:
@@ -219,6 +252,9 @@ def restore(code: str, name: str, version_id: int):
     version = db.session.get(TemplateVersion, version_id)
     if version is None or (version.name, version.language) != (name, language.code):
         abort(404)
+    if version is current_version(db.session, name, language.code):
+        flash(f"Version {version_id} is already the template in force.", "info")
+        return redirect(url_for(".edit_template", code=code, name=name))
     try:
         restore_version(db.session, version_id, actor_id=current_user.id)
     except LocalisationError as exc:

@@ -14,6 +14,7 @@ from . import (  # noqa: E402,F401  (views attach themselves to bp)
     fields,
     history,
     invitations,
+    landing,
     mapping_step,
     policy_routes,
     routes,

@@ -2,6 +2,82 @@
 (function () {
   "use strict";
 
+  // A menu toggle of the top bar is a link to its menu's landing page; once Bootstrap can open
+  // the menu, it is a button that does.
+  if (window.bootstrap) {
+    document.querySelectorAll("a[data-bs-toggle=dropdown]").forEach(function (toggle) {
+      toggle.setAttribute("role", "button");
+    });
+  }
+
+  // Password forms: one "Show password(s)" checkbox under the password fields shows what was
+  // typed. Only the script can do it, so only the script adds it; the fields are password fields
+  // again when the form is sent, so that password managers recognise them.
+  document.querySelectorAll("form[data-show-passwords]").forEach(function (form, index) {
+    var fields = form.querySelectorAll("input[type=password]");
+    if (!fields.length) { return; }
+    var last = fields[fields.length - 1].closest(".mb-3") || fields[fields.length - 1];
+    var wrapper = document.createElement("div");
+    wrapper.className = "form-check mb-3";
+    var box = document.createElement("input");
+    box.type = "checkbox";
+    box.className = "form-check-input";
+    box.id = "show-passwords-" + index;
+    box.setAttribute("aria-controls", Array.prototype.map.call(fields, function (f) {
+      return f.id;
+    }).join(" "));
+    var label = document.createElement("label");
+    label.className = "form-check-label";
+    label.htmlFor = box.id;
+    label.textContent = fields.length > 1 ? "Show passwords" : "Show password";
+    wrapper.appendChild(box);
+    wrapper.appendChild(label);
+    last.parentNode.insertBefore(wrapper, last.nextSibling);
+    box.addEventListener("change", function () {
+      fields.forEach(function (f) { f.type = box.checked ? "text" : "password"; });
+    });
+    form.addEventListener("submit", function () {
+      fields.forEach(function (f) { f.type = "password"; });
+    });
+  });
+
+  // Template editor: line numbers beside the HTML and text bodies, so that "text body, line 7"
+  // can be found; the lines a problem names are marked. Lines do not wrap, or the numbers would
+  // drift from the lines they number.
+  document.querySelectorAll("textarea[data-line-numbers]").forEach(function (area) {
+    var errors = (area.getAttribute("data-error-lines") || "").split(" ").filter(Boolean);
+    var wrapper = document.createElement("div");
+    wrapper.className = "code-editor";
+    var gutter = document.createElement("div");
+    gutter.className = "line-numbers";
+    gutter.setAttribute("aria-hidden", "true");  // the problems say the line in words
+    area.parentNode.insertBefore(wrapper, area);
+    wrapper.appendChild(gutter);
+    wrapper.appendChild(area);
+    area.setAttribute("wrap", "off");
+    var shown = 0;
+    function number() {
+      var lines = area.value.split("\n").length;
+      if (lines !== shown) {
+        gutter.textContent = "";
+        for (var line = 1; line <= lines; line += 1) {
+          var cell = document.createElement("span");
+          cell.textContent = line;
+          if (errors.indexOf(String(line)) !== -1) { cell.className = "has-problem"; }
+          gutter.appendChild(cell);
+        }
+        shown = lines;
+      }
+      // A horizontal scroll bar takes room at the bottom of the text, not of the numbers.
+      gutter.style.paddingBottom = (area.offsetHeight - area.clientHeight) + "px";
+      gutter.scrollTop = area.scrollTop;
+    }
+    area.addEventListener("input", number);
+    area.addEventListener("scroll", function () { gutter.scrollTop = area.scrollTop; });
+    if (window.ResizeObserver) { new ResizeObserver(number).observe(area); }
+    number();
+  });
+
   // Review page: a ticked column heading selects that action on the visible rows at once
   // (the server applies it to every row of the batch), the "Selected now" counts follow every
   // heading and radio as it changes, a heading shows "some" when only part of its rows are

@@ -9,4 +9,4 @@ bp = Blueprint("system", __name__, url_prefix="/admin/system")
 bp.before_request(require_admin)  # every page here is for administrators
 
 
-from . import audit_log, routes  # noqa: E402,F401  (views attach themselves to bp)
+from . import audit_log, landing, routes  # noqa: E402,F401  (views attach themselves to bp)
