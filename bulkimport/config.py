@@ -71,6 +71,10 @@ SETTINGS: tuple[Setting, ...] = (
             "A background reading that reports nothing for this long is shown as stopped."),
     Setting("BACKGROUND_ROWS", 2000, int,
             "Batches with at least this many selected rows are applied by a background job."),
+    Setting("APPLY_STALE_SECONDS", 60.0, float,
+            "Seconds without a heartbeat after which a batch being applied in the background "
+            "counts as abandoned (its worker stopped) and is failed, nothing written; the worker "
+            "renews the heartbeat every tenth of this."),
     Setting("BCRYPT_ROUNDS", 12, int, "bcrypt cost factor for new password hashes; hashes of "
             "another cost are redone at the user's next login."),
     Setting("LOGIN_SLOWDOWN_AFTER", 3, int,
@@ -118,11 +122,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAIL_GIVE_UP_HOURS", 24.0, float,
             "Hours an invitation is retried after temporary failures before it is failed."),
     Setting("MAIL_CHUNK_SIZE", 50, int, "Invitations one job sends over one SMTP connection."),
-    Setting("MAIL_SWEEP_SECONDS", 30.0, float,
+    Setting("MAIL_SWEEP_SECONDS", 10.0, float,
             "How often workers look for due invitations that no job will send (Redis lost data, "
-            "a retry came due, a worker died)."),
-    Setting("MAIL_LEASE_SECONDS", 600.0, float,
-            "How long a worker may hold invitations it claimed before another may take them."),
+            "a job failed while the database was down, a retry came due, a worker died)."),
+    Setting("MAIL_LEASE_SECONDS", 60.0, float,
+            "How long the invitations a worker claimed stay its own without a heartbeat; it "
+            "renews them every quarter of this while it works, so that those of a worker that "
+            "died are taken back within this time."),
     Setting("MAIL_RETRY_SECONDS", 60.0, float,
             "First delay before retrying a temporary failure; it doubles each time, up to 1 h."),
     Setting("OUTBOX_RETENTION_DAYS", 7.0, float,

@@ -1,5 +1,6 @@
-"""The periodic sweep that keeps every background part in step with the database: stale import
-batches, invitations of dead workers, paused sending, and due invitations no job carries.
+"""The periodic sweep that keeps every background part in step with the database: import
+batches whose worker stopped or whose job was lost, invitations of dead workers, paused sending,
+invitations whose job was lost, and due invitations no job carries.
 
 It lives here, above `importing` and `mailing`, because it calls both; neither calls it.
 """
@@ -11,10 +12,11 @@ import threading
 
 from flask import Flask
 
+from .background import is_outage
 from .clock import clock_of
 from .extensions import db
 from .importing.submission import recover_stale_batches
-from .mailing.dispatch import wake
+from .mailing.dispatch import requeue_lost, wake
 from .mailing.sending import paused_reason, release_expired_leases, try_resume
 
 log = logging.getLogger(__name__)
@@ -22,8 +24,8 @@ log = logging.getLogger(__name__)
 
 def sweep() -> None:
     """Take back invitations of dead workers, resume sending if the relay works again, and
-    enqueue every due invitation that no job carries; recover import batches whose job was
-    lost too."""
+    enqueue every due invitation that no live job carries; recover import batches whose worker
+    stopped or whose job was lost too."""
     recover_stale_batches()
     released = release_expired_leases()
     if released:
@@ -33,6 +35,7 @@ def sweep() -> None:
         db.session.commit()
         if not resumed:
             return
+    requeue_lost()
     wake()
 
 
@@ -53,8 +56,13 @@ class Sweeper(threading.Thread):
             with self.app.app_context():
                 try:
                     sweep()
-                except Exception:
-                    log.exception("Sweep failed; trying again in %s s", interval)
+                except Exception as exc:
+                    if is_outage(exc):  # one line each time, not a traceback per interval
+                        log.warning("Sweep failed: %s (%s); trying again in %s s",
+                                    exc.__class__.__name__, (str(exc).splitlines() or [""])[0],
+                                    interval)
+                    else:
+                        log.exception("Sweep failed; trying again in %s s", interval)
                     db.session.rollback()
                 finally:
                     db.session.remove()

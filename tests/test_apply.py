@@ -330,6 +330,7 @@ def test_file_passwords_of_rows_in_error_are_not_stored_in_clear(app, client, ro
 
 
 def test_a_batch_whose_job_was_lost_is_enqueued_again(app_factory, clock, monkeypatch):
+    from bulkimport.background import LOST_JOB_GRACE
     from bulkimport.importing import submission as import_jobs
 
     app = app_factory(BACKGROUND_ROWS=2)
@@ -339,27 +340,58 @@ def test_a_batch_whose_job_was_lost_is_enqueued_again(app_factory, clock, monkey
     assert batch(app, batch_id).status == ImportBatch.QUEUED
     monkeypatch.undo()
     with app.app_context():
-        clock.advance(import_jobs.STALE_QUEUED.total_seconds())
-        import_jobs.recover_stale_batches()  # not stale yet: nothing happens
+        import_jobs.recover_stale_batches()  # just enqueued: the job may be on its way
         assert batch(app, batch_id).status == ImportBatch.QUEUED
-        clock.advance(1)
+        clock.advance(LOST_JOB_GRACE.total_seconds() + 1)  # seconds, not minutes
         import_jobs.recover_stale_batches()
     wait_for_jobs(app)
     assert batch(app, batch_id).status == ImportBatch.APPLIED
     assert count(app, User) == 4
 
 
-def test_a_batch_whose_worker_died_is_failed_and_can_be_submitted_again(app, client, clock):
-    from bulkimport.importing.submission import STALE_APPLYING, recover_stale_batches
+def test_a_queued_batch_whose_job_is_waiting_is_not_enqueued_twice(app_factory, clock,
+                                                                   monkeypatch):
+    from bulkimport import background
+    from bulkimport.background import LOST_JOB_GRACE
+    from bulkimport.importing import submission as import_jobs
 
+    app = app_factory(BACKGROUND_ROWS=2)
+    client = login_admin(app)
+    monkeypatch.setattr(import_jobs, "enqueue", lambda *args: None)
+    batch_id = import_file(client, make_csv(3))
+    enqueued = []
+    monkeypatch.setattr(import_jobs, "enqueue", lambda *args: enqueued.append(args))
+    monkeypatch.setattr(import_jobs, "ids_in_live_jobs", lambda name: {batch_id})
+    with app.app_context():
+        clock.advance(LOST_JOB_GRACE.total_seconds() + 1)
+        import_jobs.recover_stale_batches()  # a job in the queue carries it
+        assert enqueued == []
+        monkeypatch.setattr(import_jobs, "ids_in_live_jobs", lambda name: None)
+        import_jobs.recover_stale_batches()  # the queue cannot be read: nothing is guessed
+        assert enqueued == []
+        monkeypatch.setattr(import_jobs, "ids_in_live_jobs", background.ids_in_live_jobs)
+        import_jobs.recover_stale_batches()
+        import_jobs.recover_stale_batches()  # the second sweep finds it enqueued just now
+    assert enqueued == [("apply_batch", batch_id)]
+
+
+def test_a_batch_whose_worker_died_is_failed_and_can_be_submitted_again(app, client, clock):
+    from bulkimport.importing.submission import recover_stale_batches
+
+    stale = app.config["APPLY_STALE_SECONDS"]
+    assert stale == 60  # the default: a minute, not half an hour
     batch_id = batch_id_of(upload(client, sample("minimal.csv")))
     with app.app_context():  # a worker took it, then died without a word
-        db.session.execute(update(ImportBatch).values(status=ImportBatch.APPLYING))
+        db.session.execute(update(ImportBatch).values(status=ImportBatch.APPLYING,
+                                                      updated_at=clock.now()))
         db.session.commit()
+        clock.advance(stale - 1)
         recover_stale_batches()
         assert db.session.get(ImportBatch, batch_id).status == ImportBatch.APPLYING
-        clock.advance(STALE_APPLYING.total_seconds() + 1)
+        clock.advance(2)
         recover_stale_batches()
+    status = client.get(f"/admin/people/import/{batch_id}/status.json").get_json()
+    assert status["status"] == "failed" and "worker applying this file stopped" in status["error"]
     page = client.get(f"/admin/people/import/{batch_id}/result").get_data(as_text=True)
     assert "The worker applying this file stopped; nothing was written." in page
     choose_all(client, batch_id, "add")

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import timedelta
 
+from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..background import enqueue
+from ..background import LOST_JOB_GRACE, Heartbeat, enqueue, ids_in_live_jobs, is_outage
+from ..clock import clock
 from ..extensions import db
 from ..mailing.dispatch import wake
 from ..models import ImportBatch, utcnow
@@ -35,9 +38,10 @@ Progress = Callable[[str, int, int], None]
 
 log = logging.getLogger(__name__)
 
-PROGRESS_EVERY = 25
-STALE_QUEUED = timedelta(minutes=10)  # no worker took the job: it was lost
-STALE_APPLYING = timedelta(minutes=30)  # no progress: the worker died (jobs report every 25 hashes)
+PROGRESS_EVERY = 25  # hashes between two committed progress reports, at least
+PROGRESS_STEPS = 100  # and at most this many reports per stage: each one is a commit
+WORKER_STOPPED = ("The worker applying this file stopped; nothing was written. Submit it "
+                  "again.")
 
 
 def submit_batch(batch: ImportBatch) -> str:
@@ -74,14 +78,17 @@ def submit_batch(batch: ImportBatch) -> str:
 
 
 def apply_batch(batch_id: int, *, from_states: tuple[str, ...] = OPEN_STATES,
-                progress: Progress | None = None, inline: bool = False) -> dict | None:
+                progress: Progress | None = None, inline: bool = False,
+                requeue_on_outage: bool = False) -> dict | None:
     """The one way a batch is applied (web, background job, CLI): claim it, hash the file's
     passwords outside any transaction, write every chosen row in one transaction. Returns the
     counts, or None when someone else claimed it first. On any failure nothing is written, the
     batch is marked failed with the reason, and ApplyError is raised. `inline` (a web request,
     nothing to hash) keeps the claim in the writing transaction, so that a crash leaves the
-    batch open; elsewhere the claim is committed first, for the progress page and the
-    stale-batch sweep to see."""
+    batch open; elsewhere the claim is committed first, for the progress page and the sweep to
+    see, and a heartbeat tells the sweep that this worker is alive. With `requeue_on_outage` (the
+    background job), a database or Redis outage puts the batch back in the queue instead, to be
+    applied again once the part is back; then None is returned too."""
     session = db.session
     batch = session.get(ImportBatch, batch_id)
     if batch is None or not claim(session, batch, ImportBatch.APPLYING, from_states):
@@ -91,19 +98,30 @@ def apply_batch(batch_id: int, *, from_states: tuple[str, ...] = OPEN_STATES,
     try:
         rows = selected_rows(session, batch_id)
         sealed = sealed_passwords(rows)
-        if sealed or not inline:
+        claim_committed = bool(sealed) or not inline
+        if claim_committed:
             session.commit()  # the claim: no transaction stays open while bcrypt runs
-        hashes = {}
-        if sealed:
-            report("Hashing passwords", 0, len(sealed))
-            hashes = hash_file_passwords(
-                sealed, lambda done: report("Hashing passwords", done, len(sealed)))
-        report("Writing users", 0, len(rows))
-        result = apply_rows(session, batch, hashes)
-        report("Done", len(rows), len(rows))
-        session.commit()
+        stale = current_app.config["APPLY_STALE_SECONDS"]
+        with (Heartbeat(lambda: _beat(batch_id), stale / 10, "apply-heartbeat")
+              if claim_committed else nullcontext()):
+            hashes = {}
+            if sealed:
+                report("Hashing passwords", 0, len(sealed))
+                hashes = hash_file_passwords(
+                    sealed, lambda done: report("Hashing passwords", done, len(sealed)))
+            report("Writing users", 0, len(rows))
+            if not _lock_for_writing(session, batch_id):
+                session.rollback()
+                log.warning("Batch %s was taken from this worker (its heartbeat stopped for "
+                            "%s s); nothing was written", batch_id, stale)
+                return None
+            result = apply_rows(session, batch, hashes)
+            report("Done", len(rows), len(rows))
+            session.commit()
     except Exception as exc:
         session.rollback()
+        if requeue_on_outage and is_outage(exc) and _requeue_after_outage(batch_id, exc):
+            return None
         if isinstance(exc, ApplyError):
             reason = str(exc)
         elif isinstance(exc, IntegrityError):
@@ -122,46 +140,111 @@ def apply_batch(batch_id: int, *, from_states: tuple[str, ...] = OPEN_STATES,
 
 def apply_batch_job(batch_id: int) -> None:
     """Background job: apply a queued batch, committing its progress as it goes (the progress
-    bar of the result page reads it)."""
+    bar of the result page reads it) in at most PROGRESS_STEPS steps per stage."""
+    reported: dict[str, int] = {}
+
     def progress(stage: str, done: int, total: int) -> None:
-        if done % PROGRESS_EVERY == 0 or done == total:
+        step = max(PROGRESS_EVERY, total // PROGRESS_STEPS)
+        if stage not in reported or done - reported[stage] >= step or done == total:
+            reported[stage] = done
             _progress(batch_id, stage, done, total)
 
     try:
-        result = apply_batch(batch_id, from_states=(ImportBatch.QUEUED,), progress=progress)
+        result = apply_batch(batch_id, from_states=(ImportBatch.QUEUED,), progress=progress,
+                             requeue_on_outage=True)
     except ApplyError:
         return  # recorded on the batch, which the result page shows
     if result is None:  # a second job for the same batch (a re-enqueue after a lost job)
-        log.info("Batch %s is not waiting to be applied; nothing to do", batch_id)
+        log.info("Batch %s is not waiting to be applied by this job; nothing to do", batch_id)
     elif result["invitations"]:
         wake()
 
 
 def recover_stale_batches() -> None:
-    """Batches whose job was lost: queued ones are enqueued again (Redis lost the job, or the
-    enqueue failed); applying ones whose worker died are failed — applying is one transaction,
-    so nothing was written — and can be submitted again."""
+    """Batches whose job was lost and batches whose worker stopped. A queued batch that no live
+    job carries (Redis lost the job, the enqueue failed) is enqueued again a few seconds later;
+    a batch being applied whose heartbeat is older than APPLY_STALE_SECONDS is failed — applying
+    is one transaction, so nothing was written — and can be submitted again. A batch whose row
+    the writing transaction holds is alive whatever its heartbeat says (SKIP LOCKED)."""
     session = db.session
     now = utcnow()
-    lost = session.scalars(select(ImportBatch.id).where(
+    waiting = session.scalars(select(ImportBatch.id).where(
         ImportBatch.status == ImportBatch.QUEUED,
-        ImportBatch.updated_at < now - STALE_QUEUED)).all()
-    for batch_id in lost:
-        session.execute(update(ImportBatch).where(ImportBatch.id == batch_id)
-                        .values(updated_at=now).execution_options(synchronize_session=False))
+        ImportBatch.updated_at < now - LOST_JOB_GRACE)).all()
+    session.rollback()  # no transaction stays open while the queue is read
+    carried = ids_in_live_jobs("apply_batch") if waiting else set()
+    for batch_id in waiting if carried is not None else ():
+        if batch_id in carried:
+            continue
+        touched = session.execute(update(ImportBatch).where(
+            ImportBatch.id == batch_id, ImportBatch.status == ImportBatch.QUEUED,
+            ImportBatch.updated_at < now - LOST_JOB_GRACE)
+            .values(updated_at=now).execution_options(synchronize_session=False)).rowcount
         session.commit()
-        log.warning("Batch %s waited too long for a worker; enqueued again", batch_id)
-        enqueue("apply_batch", batch_id)
+        if touched:  # not already enqueued again by another worker's sweep
+            log.warning("Batch %s was in no live job (lost with Redis's data, or the enqueue "
+                        "failed); enqueued again", batch_id)
+            enqueue("apply_batch", batch_id)
+    stale = now - timedelta(seconds=current_app.config["APPLY_STALE_SECONDS"])
+    abandoned = (select(ImportBatch.id).where(ImportBatch.status == ImportBatch.APPLYING,
+                                              ImportBatch.updated_at < stale)
+                 .with_for_update(skip_locked=True))
     dead = session.execute(update(ImportBatch).where(
-        ImportBatch.status == ImportBatch.APPLYING,
-        ImportBatch.updated_at < now - STALE_APPLYING)
-        .values(status=ImportBatch.FAILED, progress_stage=None,
-                error="The worker applying this file stopped; nothing was written. Submit it "
-                      "again.")
+        ImportBatch.id.in_(abandoned.scalar_subquery()))
+        .values(status=ImportBatch.FAILED, progress_stage=None, error=WORKER_STOPPED)
         .execution_options(synchronize_session=False)).rowcount
     session.commit()
     if dead:
         log.warning("%s batch(es) were being applied by a worker that stopped", dead)
+
+
+def _beat(batch_id: int) -> None:
+    """The heartbeat of a batch being applied: its updated_at, unless the writing transaction
+    holds its row (SKIP LOCKED: that lock already tells the sweep the worker is alive)."""
+    ours = (select(ImportBatch.id).where(ImportBatch.id == batch_id,
+                                         ImportBatch.status == ImportBatch.APPLYING)
+            .with_for_update(skip_locked=True))
+    db.session.execute(update(ImportBatch).where(ImportBatch.id.in_(ours.scalar_subquery()))
+                       .values(updated_at=utcnow()).execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+def _lock_for_writing(session, batch_id: int) -> bool:
+    """Lock the batch's row for the writing transaction (so that the sweep sees it alive while a
+    long write runs) and check that it is still being applied: False if the sweep failed it
+    because this worker's heartbeat stopped for too long."""
+    status = session.scalar(select(ImportBatch.status).where(ImportBatch.id == batch_id)
+                            .with_for_update())
+    return status == ImportBatch.APPLYING
+
+
+def _requeue_after_outage(batch_id: int, exc: Exception) -> bool:
+    """Put a batch whose apply met a database or Redis outage back in the queue (nothing was
+    written: the transaction did not commit), for the sweep to enqueue again once the part is
+    back. Tried again with growing pauses for half of APPLY_STALE_SECONDS (the database may be
+    restarting); False if it never worked, and then the stale-batch sweep fails it."""
+    timer = clock()
+    give_up = timer.monotonic() + current_app.config["APPLY_STALE_SECONDS"] / 2
+    pause_seconds = 0.25
+    while True:
+        try:
+            requeued = db.session.execute(update(ImportBatch).where(
+                ImportBatch.id == batch_id, ImportBatch.status == ImportBatch.APPLYING)
+                .values(status=ImportBatch.QUEUED, progress_stage="Waiting for a worker",
+                        progress_done=0, updated_at=utcnow())
+                .execution_options(synchronize_session=False)).rowcount
+            db.session.commit()
+        except Exception as again:
+            db.session.rollback()
+            if not is_outage(again) or timer.monotonic() + pause_seconds >= give_up:
+                return False
+            timer.sleep(pause_seconds)
+            pause_seconds = min(pause_seconds * 2, 5.0)
+            continue
+        if requeued:
+            log.warning("Applying batch %s met an outage (%s: %s); nothing was written, it "
+                        "is queued again", batch_id, exc.__class__.__name__, exc)
+        return bool(requeued)
 
 
 def _progress(batch_id: int, stage: str, done: int, total: int) -> None:

@@ -1,9 +1,10 @@
-"""Dispatching invitations to the queue: the mail job, and `wake`, which enqueues every due
-invitation that no job carries.
+"""Dispatching invitations to the queue: the mail job, `wake`, which enqueues every due
+invitation that no job carries, and `requeue_lost`, which finds the ones whose job was lost.
 
 Jobs carry invitation ids only. Retries are not scheduled in Redis: an invitation's
 `next_attempt_at` is the schedule (the database is the outbox), and `bulkimport.sweep` calls
-`wake` periodically, so that nothing is lost when Redis loses its data or an enqueue fails.
+`requeue_lost` and `wake` periodically, so that nothing is lost when Redis loses its data, an
+enqueue fails, or a job fails because the database was unreachable.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import logging
 from flask import current_app
 from sqlalchemy import update
 
-from ..background import enqueue
+from ..background import LOST_JOB_GRACE, enqueue, ids_in_live_jobs
 from ..extensions import db
-from ..models import Invitation
-from .sending import send_invitations, take_due_for_enqueue
+from ..models import Invitation, utcnow
+from .sending import forget_lost_jobs, send_invitations, take_due_for_enqueue
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +45,15 @@ def wake() -> int:
             db.session.commit()
             return start
     return len(ids)
+
+
+def requeue_lost() -> int:
+    """Let `wake` enqueue again the due invitations whose job is gone from the queue (Redis lost
+    its data, the job failed because the database could not be reached), a few seconds after
+    they were enqueued rather than a lease later; returns how many."""
+    lost = forget_lost_jobs(lambda: ids_in_live_jobs("send_invitations"),
+                            utcnow() - LOST_JOB_GRACE)
+    if lost:
+        log.warning("%s due invitation(s) were in no live job (lost with Redis's data or a "
+                    "failed job); enqueued again", lost)
+    return lost

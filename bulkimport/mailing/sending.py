@@ -17,12 +17,14 @@ import logging
 import math
 import random
 import uuid
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from ..audit_trail import record_event
+from ..background import Heartbeat, is_outage
 from ..clock import clock
 from ..extensions import db
 from ..login_sessions import end_sessions_of
@@ -45,7 +47,9 @@ MAX_PENDING_HASHES = 3
 
 def send_invitations(invitation_ids: list[int]) -> dict[str, int]:
     """Send the due invitations among `invitation_ids` that no other worker holds; returns how
-    many ended sent, deferred (to be retried) and failed."""
+    many ended sent, deferred (to be retried) and failed. A heartbeat renews the lease on the
+    chunk while this works; if the database or Redis becomes unreachable, the rest of the chunk
+    is handed back at once, due again shortly, for the sweep to enqueue once the part is back."""
     config = current_app.config
     token = uuid.uuid4().hex
     claimed = claim(invitation_ids, token)
@@ -55,18 +59,35 @@ def send_invitations(invitation_ids: list[int]) -> dict[str, int]:
     if paused_reason():
         release(claimed, token, utcnow(), None)
         return counts
+    held = set(claimed)  # what the last heartbeat found still ours
+
+    def renew() -> None:
+        held.intersection_update(renew_leases(claimed, token))
+
+    with Heartbeat(renew, config["MAIL_LEASE_SECONDS"] / 4, "mail-lease"):
+        try:
+            _send_chunk(claimed, token, held, counts)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            db.session.rollback()
+            log.warning("Sending stopped: %s: %s; the chunk is handed back",
+                        exc.__class__.__name__, exc)
+            if not hand_back(claimed, token):
+                raise
+    return counts
+
+
+def _send_chunk(claimed: list[int], token: str, held: set[int], counts: dict[str, int]) -> None:
+    """The loop of `send_invitations` over one claimed chunk and one SMTP connection."""
+    config = current_app.config
     throttle = send_rate_limit.current()
     cache: dict = {}  # the policy and the templates, read once per chunk
-    renew_every = config["MAIL_LEASE_SECONDS"] / 4
     timer = clock()  # the application's: tests move it instead of waiting
-    renewed = timer.monotonic()
     with transport_for(config, current_app.instance_path) as transport:
         for position, invitation_id in enumerate(claimed):
-            if timer.monotonic() - renewed > renew_every:  # keep the rest of the chunk ours
-                owned = renew_leases(claimed[position:], token)
-                renewed = timer.monotonic()
-                if invitation_id not in owned:
-                    continue  # taken over by another worker: do not spend a rate-limit slot
+            if invitation_id not in held:
+                continue  # taken over by another worker: do not spend a rate-limit slot
             wait = throttle.reserve()
             while 0 < wait <= MAX_INLINE_WAIT:
                 if wait > 5:
@@ -88,15 +109,39 @@ def send_invitations(invitation_ids: list[int]) -> dict[str, int]:
                 later = utcnow() + timedelta(seconds=backoff(1))
                 release(claimed[position + 1:], token, later, failure.reason)
                 break
-    return counts
+
+
+def hand_back(claimed: list[int], token: str) -> bool:
+    """After an outage of the database or Redis: give back every invitation of the chunk still
+    ours, due again after one sweep interval. Tried again with growing pauses while our lease
+    lasts (the database may be restarting); False if it never worked, and then the lease runs
+    out and the sweep takes them back. Pending hashes stay: an e-mail may have left."""
+    config = current_app.config
+    timer = clock()
+    give_up = timer.monotonic() + config["MAIL_LEASE_SECONDS"]
+    pause_seconds = 0.25
+    while True:
+        try:
+            release(claimed, token, utcnow() + timedelta(seconds=config["MAIL_SWEEP_SECONDS"]),
+                    "The database or the job queue could not be reached; it will be sent again.")
+            return True
+        except Exception as exc:
+            db.session.rollback()
+            if not is_outage(exc) or timer.monotonic() + pause_seconds >= give_up:
+                log.warning("Could not hand the chunk back (%s); its lease will run out", exc)
+                return False
+        timer.sleep(pause_seconds)
+        pause_seconds = min(pause_seconds * 2, 5.0)
 
 
 def renew_leases(invitation_ids: list[int], token: str) -> set[int]:
-    """Extend our lease on the invitations we still hold; returns their ids."""
+    """Extend our lease on the invitations among `invitation_ids` that we still hold; returns
+    their ids."""
     lease = utcnow() + timedelta(seconds=current_app.config["MAIL_LEASE_SECONDS"])
     owned = set(db.session.scalars(
         update(Invitation).where(Invitation.id.in_(invitation_ids),
-                                 Invitation.lease_token == token)
+                                 Invitation.lease_token == token,
+                                 Invitation.status == Invitation.SENDING)
         .values(lease_until=lease).returning(Invitation.id)
         .execution_options(synchronize_session=False)))
     db.session.commit()
@@ -356,14 +401,12 @@ def release_expired_leases() -> int:
 
 
 def take_due_for_enqueue(limit: int = 10_000) -> list[int]:
-    """Ids of due, queued invitations that no job is known to be carrying (never enqueued, or
-    enqueued so long ago that the job must be lost), marked as enqueued now."""
-    config = current_app.config
+    """Ids of due, queued invitations that no job carries (never enqueued, handed back, or found
+    lost by `forget_lost_jobs`), marked as enqueued now."""
     now = utcnow()
-    stale = now - timedelta(seconds=config["MAIL_LEASE_SECONDS"])
     due = (select(Invitation.id).where(
         Invitation.status == Invitation.QUEUED, Invitation.next_attempt_at <= now,
-        or_(Invitation.enqueued_at.is_(None), Invitation.enqueued_at < stale))
+        Invitation.enqueued_at.is_(None))
         .order_by(Invitation.next_attempt_at, Invitation.id).limit(limit)
         .with_for_update(skip_locked=True))
     taken = db.session.scalars(
@@ -372,6 +415,32 @@ def take_due_for_enqueue(limit: int = 10_000) -> list[int]:
         .execution_options(synchronize_session=False)).all()
     db.session.commit()
     return sorted(taken)
+
+
+def forget_lost_jobs(carried: Callable[[], set[int] | None], older_than: datetime,
+                     limit: int = 100_000) -> int:
+    """Mark due, queued invitations recorded as enqueued before `older_than` but carried by no
+    live job (`carried()` reads the queue; None when it cannot) as carried by none, so that the
+    next `take_due_for_enqueue` takes them; returns how many. This finds a lost job (Redis lost
+    its data, the job failed while the database was unreachable) in seconds, not a lease."""
+    now = utcnow()
+    enqueued = db.session.scalars(select(Invitation.id).where(
+        Invitation.status == Invitation.QUEUED, Invitation.next_attempt_at <= now,
+        Invitation.enqueued_at < older_than).order_by(Invitation.id).limit(limit)).all()
+    db.session.rollback()  # no transaction stays open while the queue is read
+    if not enqueued:
+        return 0
+    live = carried()
+    if live is None:
+        return 0
+    lost = [i for i in enqueued if i not in live]
+    for start in range(0, len(lost), 10_000):
+        db.session.execute(update(Invitation).where(
+            Invitation.id.in_(lost[start:start + 10_000]), Invitation.status == Invitation.QUEUED,
+            Invitation.enqueued_at < older_than)
+            .values(enqueued_at=None).execution_options(synchronize_session=False))
+    db.session.commit()
+    return len(lost)
 
 
 def resend(invitation_ids: list[int] | None = None, *, batch_id: int | None = None,
