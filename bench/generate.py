@@ -9,6 +9,7 @@ a file starting at or after the seeded range proposes Add for every row.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import itertools
 import random
@@ -91,10 +92,18 @@ def person(i: int, seed: int = SEED) -> Person:
                   rng.choice(DEPARTMENTS), phone)
 
 
+def file_password(i: int, seed: int = SEED) -> str:
+    """The password person `i` brings in a file with a password column: 23 characters that pass
+    the default policy (hexadecimal, so that it contains no name)."""
+    return "Pw-" + hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:20]
+
+
 def make_csv(n_rows: int, start: int = 0, *, seed: int = SEED, extra_columns: bool = True,
-             existing_every: int = 0, existing_start: int = 0, changed_every: int = 0) -> bytes:
+             existing_every: int = 0, existing_start: int = 0, changed_every: int = 0,
+             passwords: bool = False) -> bytes:
     """A UTF-8 CSV file of persons `start` … `start + n_rows - 1` with the four required headings
-    (plus language, Change password next time and two unknown columns when `extra_columns`).
+    (plus language, Change password next time and two unknown columns when `extra_columns`, and
+    a password column with `file_password` when `passwords`).
 
     With `existing_every` = k > 0, every k-th row is instead a seeded person (`existing_start`,
     `existing_start + 1`, …), interleaved as in a real export; with `changed_every` = c > 0,
@@ -104,15 +113,16 @@ def make_csv(n_rows: int, start: int = 0, *, seed: int = SEED, extra_columns: bo
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerows(table_rows(n_rows, start, seed=seed, extra_columns=extra_columns,
                                 existing_every=existing_every, existing_start=existing_start,
-                                changed_every=changed_every))
+                                changed_every=changed_every, passwords=passwords))
     return out.getvalue().encode("utf-8")
 
 
 def table_rows(n_rows: int, start: int = 0, *, seed: int = SEED, extra_columns: bool = True,
-               existing_every: int = 0, existing_start: int = 0,
-               changed_every: int = 0) -> Iterator[list[str]]:
+               existing_every: int = 0, existing_start: int = 0, changed_every: int = 0,
+               passwords: bool = False) -> Iterator[list[str]]:
     """The heading row, then the rows of `make_csv` (same arguments) as lists of strings."""
-    yield list(HEADINGS + EXTRA_HEADINGS if extra_columns else HEADINGS)
+    yield list(HEADINGS + EXTRA_HEADINGS if extra_columns else HEADINGS) + (
+        ["password"] if passwords else [])
     existing = existing_start
     for n, i in enumerate(range(start, start + n_rows), 1):
         seeded = bool(existing_every) and n % existing_every == 0
@@ -125,6 +135,8 @@ def table_rows(n_rows: int, start: int = 0, *, seed: int = SEED, extra_columns: 
         row = [p.username, firstname, p.surname, p.email]
         if extra_columns:
             row += [p.language, p.must_change, p.department, p.phone]
+        if passwords:
+            row.append(file_password(i, seed))
         yield row
 
 

@@ -1,10 +1,12 @@
 """Leases and heartbeats that follow the worker's life, on the application's manual clock: a
 worker that works keeps its invitations and its batch however long the SMTP server or bcrypt
 takes; a dead one loses them after one lease or stale interval; a lost job is found seconds after
-it was enqueued; and an outage of the database or Redis hands the work back at once."""
+it was enqueued; an outage of the database or Redis hands the work back at once; and file
+passwords are hashed on several threads."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, timedelta
 
@@ -18,9 +20,11 @@ from test_mailing import assert_invariant, drain, mail_config, make_csv
 
 from bulkimport.background import LOST_JOB_GRACE, ids_in_live_jobs
 from bulkimport.extensions import db
+from bulkimport.importing import apply as apply_module
 from bulkimport.importing import submission
 from bulkimport.mailing import dispatch, sending
 from bulkimport.models import ImportBatch, Invitation, User
+from bulkimport.security import seal_password, verify_password
 from bulkimport.sweep import sweep
 
 REAL_SECONDS = 30.0  # a deadline for a thread to act on a busy machine, never a measured figure
@@ -388,3 +392,25 @@ def test_an_outage_during_an_apply_queues_the_batch_again(app_factory, clock, mo
     wait_for_jobs(app)
     assert batch(app, batch_id).status == ImportBatch.APPLIED
     assert count(app, User) == 4
+
+
+def test_file_passwords_are_hashed_on_several_threads_with_progress(app, monkeypatch):
+    secret = app.config["SECRET_KEY"]
+    sealed = [(row_id, seal_password(f"pass-phrase-{row_id:03d}", secret))
+              for row_id in range(1, 61)]
+    threads, progress = set(), []
+    real_hash = apply_module.hash_password
+
+    def recording_hash(password, rounds):
+        threads.add(threading.current_thread().name)
+        return real_hash(password, rounds)
+
+    monkeypatch.setattr(apply_module, "hash_password", recording_hash)
+    with app.app_context():
+        hashes = apply_module.hash_file_passwords(sealed, progress.append, threads=3)
+    assert len(threads) == 3 and all(t.startswith("bulkimport-bcrypt") for t in threads)
+    assert progress == sorted(progress) and progress[-1] == 60
+    assert len(progress) == 60 // apply_module.HASH_CHUNK + 1
+    assert sorted(hashes) == list(range(1, 61))
+    for row_id, password_hash in hashes.items():
+        assert verify_password(f"pass-phrase-{row_id:03d}", password_hash)
