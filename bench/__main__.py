@@ -162,14 +162,15 @@ def prepare(app, users: int) -> int:
     return owner_id
 
 
-def remember_mapping(owner_id: int) -> None:
+def remember_mapping(owner_id: int, passwords: bool = False) -> None:
     """Save the mapping of the generated files' headings (department and phone not imported), as
     an administrator who uploads the same export every month has, so that no stage stops at the
-    column step and the work measured stays what it was."""
-    headings = next(csv.reader(io.StringIO(make_csv(1).decode("utf-8"))))
+    column step and the work measured stays what it was; `passwords`: the headings of the files
+    with a password column."""
+    headings = next(csv.reader(io.StringIO(make_csv(1, passwords=passwords).decode("utf-8"))))
     mapping = propose(headings)
     mapping.targets = [target or NOT_IMPORTED for target in mapping.targets]
-    save_mapping(db.session, mapping, "bench.csv", owner_id)
+    save_mapping(db.session, mapping, "passwords.csv" if passwords else "bench.csv", owner_id)
 
 
 def raw_review_floor(data: bytes) -> int:
@@ -284,6 +285,9 @@ def bench_file_passwords(app, owner_id: int, args, apply_figure: float) -> Measu
         bcrypt.hashpw(file_password(PASSWORDS_BASE + i).encode(), bcrypt.gensalt(PASSWORDS_ROUNDS))
     one_core = time.perf_counter() - started
     measure = Measure(floor=one_core / cores + apply_figure)
+    with app.app_context():
+        remember_mapping(owner_id, passwords=True)
+        db.session.commit()
     configured = app.config["BCRYPT_ROUNDS"]
     app.config["BCRYPT_ROUNDS"] = PASSWORDS_ROUNDS
     try:
