@@ -122,6 +122,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAIL_GIVE_UP_HOURS", 24.0, float,
             "Hours an invitation is retried after temporary failures before it is failed."),
     Setting("MAIL_CHUNK_SIZE", 50, int, "Invitations one job sends over one SMTP connection."),
+    Setting("MAIL_QUEUE_AHEAD", 30, int,
+            "Under a send-rate limit, at most this many e-mails are handed to the workers ahead "
+            "of the rest, so that an import submitted later waits at most that many for its "
+            "turn (half a minute at 60 a minute)."),
+    Setting("MAIL_SMALL_BATCH", 50, int,
+            "Imports of at most this many invitations, and resends, go before bulk imports."),
     Setting("MAIL_SWEEP_SECONDS", 10.0, float,
             "How often workers look for due invitations that no job will send (Redis lost data, "
             "a job failed while the database was down, a retry came due, a worker died)."),

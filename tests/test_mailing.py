@@ -277,7 +277,8 @@ def test_invitations_page_filters_and_estimates(app_factory, smtp):
         batch_id = import_file(client, make_csv(130))
     status = client.get(f"/admin/people/import/{batch_id}/invitations.json").get_json()
     assert status["counts"]["queued"] == 130 and status["percent"] == 0
-    assert status["estimate"].startswith("About 3 minutes left at 60 e-mails per minute")
+    assert status["estimate"].startswith("About 3 minutes left at 60 e-mails a minute: the "
+                                         "send-rate limit sets the pace")
     page = client.get("/admin/people/invitations?status=queued").get_data(as_text=True)
     assert page.count("<tr data-invitation=") == 100  # paginated
     assert client.get("/admin/people/invitations?status=sent").get_data(

@@ -17,22 +17,48 @@ from sqlalchemy import update
 from ..background import LOST_JOB_GRACE, enqueue, ids_in_live_jobs
 from ..extensions import db
 from ..models import Invitation, utcnow
-from .sending import forget_lost_jobs, send_invitations, take_due_for_enqueue
+from .sending import (
+    forget_lost_jobs,
+    in_the_queue,
+    send_invitations,
+    take_due_for_enqueue,
+)
 
 log = logging.getLogger(__name__)
 
 
 def send_invitations_job(*invitation_ids: int) -> dict[str, int]:
-    """RQ job: send these invitations (those still due and free) over one SMTP connection."""
-    return send_invitations(list(invitation_ids))
+    """RQ job: send these invitations (those still due and free) over one SMTP connection, then
+    top up the window of queued work in the fair order."""
+    counts = send_invitations(list(invitation_ids))
+    try:
+        wake()
+    except Exception as exc:  # the sweep tops it up too
+        db.session.rollback()
+        log.warning("Could not top up the mail queue after a job (%s)", exc)
+    return counts
+
+
+def queue_window() -> tuple[int, int]:
+    """(invitations that may be handed to the workers ahead of the rest, chunk size). Under a
+    send-rate limit, at most `MAIL_QUEUE_AHEAD` wait or are being sent at any time, so that an
+    import submitted later waits at most that many e-mails for its turn; without one, enough
+    to keep every worker busy."""
+    config = current_app.config
+    chunk = config["MAIL_CHUNK_SIZE"]
+    if config["MAIL_RATE_PER_MINUTE"] <= 0:
+        return 4 * chunk, chunk
+    ahead = config["MAIL_QUEUE_AHEAD"]
+    return ahead, max(1, min(chunk, ahead // 2))
 
 
 def wake() -> int:
-    """Enqueue jobs for the due invitations no job carries, in chunks; returns how many. Safe
-    to call any time (after an import, a resend, at worker start): duplicates cost nothing,
-    because sending claims each invitation once."""
-    ids = take_due_for_enqueue()
-    size = current_app.config["MAIL_CHUNK_SIZE"]
+    """Enqueue jobs for due invitations no job carries, in the fair order and within the queue
+    window, in chunks; returns how many. Safe to call any time (after an import, a resend, a
+    finished job, at every sweep): duplicates cost nothing, because sending claims each
+    invitation once."""
+    window, size = queue_window()
+    ids = take_due_for_enqueue(window - in_the_queue(), size)
     for start in range(0, len(ids), size):
         chunk = ids[start:start + size]
         try:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from ..audit_trail import record_event
 from ..background import Heartbeat, is_outage
@@ -31,12 +31,14 @@ from ..login_sessions import end_sessions_of
 from ..models import Invitation, SystemState, utcnow
 from ..password_policy import generate_password, load_policy
 from ..security import hash_password
+from .fairness import Due, fair_order
 from .languages import invitation_template
 from .templating import NotificationTemplate, RenderError, invitation_context, render
 from .throttle import send_rate_limit
 from .transport import CONFIG, PERMANENT, TEMPORARY, SendFailure, build_message, transport_for
 
 log = logging.getLogger(__name__)
+MAX_BATCHES_SEEN = 200  # batches with due invitations weighed per enqueue, oldest first
 
 MAX_INLINE_WAIT = 20.0  # longer throttle waits hand the rest of the chunk back to the queue
 MAX_BACKOFF = 3600.0
@@ -400,21 +402,53 @@ def release_expired_leases() -> int:
     return result.rowcount
 
 
-def take_due_for_enqueue(limit: int = 10_000) -> list[int]:
-    """Ids of due, queued invitations that no job carries (never enqueued, handed back, or found
-    lost by `forget_lost_jobs`), marked as enqueued now."""
+def take_due_for_enqueue(limit: int, chunk: int) -> list[int]:
+    """Ids of at most `limit` due, queued invitations that no job carries (never enqueued, handed
+    back, or found lost by `forget_lost_jobs`), in the fair order (`mailing.fairness`): resends
+    and small imports first, then the imports in turn; marked as enqueued now."""
+    if limit <= 0:
+        return []
     now = utcnow()
-    due = (select(Invitation.id).where(
-        Invitation.status == Invitation.QUEUED, Invitation.next_attempt_at <= now,
-        Invitation.enqueued_at.is_(None))
-        .order_by(Invitation.next_attempt_at, Invitation.id).limit(limit)
-        .with_for_update(skip_locked=True))
-    taken = db.session.scalars(
-        update(Invitation).where(Invitation.id.in_(due.scalar_subquery()))
+    due = (Invitation.status == Invitation.QUEUED, Invitation.next_attempt_at <= now,
+           Invitation.enqueued_at.is_(None))
+    # The oldest due invitations of each batch (at most `limit` each), so that a batch submitted
+    # after a bulk run of 100,000 is seen at once, not after them.
+    batches = db.session.execute(
+        select(Invitation.batch_id).where(*due).group_by(Invitation.batch_id)
+        .order_by(func.min(Invitation.id)).limit(MAX_BATCHES_SEEN)).scalars().all()
+    candidates = []
+    for batch_id in batches:
+        same = Invitation.batch_id.is_(None) if batch_id is None \
+            else Invitation.batch_id == batch_id
+        candidates += db.session.execute(
+            select(Invitation.id, Invitation.batch_id,
+                   Invitation.started_at > Invitation.created_at)
+            .where(*due, same).order_by(Invitation.id).limit(limit)).all()
+    if not candidates:
+        db.session.rollback()
+        return []
+    batch_ids = {batch_id for _, batch_id, _ in candidates if batch_id is not None}
+    sizes = dict(db.session.execute(
+        select(Invitation.batch_id, func.count()).where(Invitation.batch_id.in_(batch_ids))
+        .group_by(Invitation.batch_id)).all()) if batch_ids else {}
+    small = current_app.config["MAIL_SMALL_BATCH"]
+    order = fair_order([Due(id_, batch_id, bool(resent) or sizes.get(batch_id, 0) <= small)
+                        for id_, batch_id, resent in candidates], limit, chunk)
+    # Marked one statement for all; a row another sweep took meanwhile is not returned.
+    taken = set(db.session.scalars(
+        update(Invitation).where(Invitation.id.in_(order), Invitation.enqueued_at.is_(None),
+                                 Invitation.status == Invitation.QUEUED)
         .values(enqueued_at=now).returning(Invitation.id)
-        .execution_options(synchronize_session=False)).all()
+        .execution_options(synchronize_session=False)).all())
     db.session.commit()
-    return sorted(taken)
+    return [id_ for id_ in order if id_ in taken]
+
+
+def in_the_queue() -> int:
+    """Invitations handed to the workers and not finished: enqueued and waiting, or sending."""
+    return db.session.scalar(select(func.count()).select_from(Invitation).where(
+        ((Invitation.status == Invitation.QUEUED) & Invitation.enqueued_at.is_not(None))
+        | (Invitation.status == Invitation.SENDING))) or 0
 
 
 def forget_lost_jobs(carried: Callable[[], set[int] | None], older_than: datetime,

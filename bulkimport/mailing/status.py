@@ -35,8 +35,10 @@ def expired_condition():
     return (Invitation.status == Invitation.SENT) & (User.temp_password_expires_at <= utcnow())
 
 
-def progress(counts: dict[str, int], paused: str | None) -> dict:
-    """Percentage done and a sentence estimating the time left under the send-rate limit."""
+def progress(counts: dict[str, int], paused: str | None, batch_id: int | None = None) -> dict:
+    """Percentage done and a sentence estimating the time left under the send-rate limit: for
+    one batch, counting the other imports' e-mails that share that limit with it, in the fair
+    order of `mailing.fairness` (small imports and resends first, then the imports in turn)."""
     done = counts[Invitation.SENT] + counts[Invitation.FAILED]
     remaining = counts[Invitation.QUEUED] + counts[Invitation.SENDING]
     percent = 100 if not counts["total"] else math.floor(100 * done / counts["total"])
@@ -46,12 +48,34 @@ def progress(counts: dict[str, int], paused: str | None) -> dict:
     elif paused:
         estimate = "Sending is paused: " + paused
     elif rate > 0:
-        minutes = math.ceil(remaining / rate)
-        estimate = (f"About {minutes} minute{'s' if minutes != 1 else ''} left at {rate} e-mails "
-                    "per minute (retries of deferred e-mails may take longer).")
+        estimate = _estimate(remaining, rate, counts["total"], batch_id)
     else:
         estimate = "No send-rate limit: as fast as the workers and the mail server allow."
     return {"percent": percent, "done": done, "remaining": remaining, "estimate": estimate}
+
+
+def _estimate(remaining: int, rate: int, total: int, batch_id: int | None) -> str:
+    """The time left of `remaining` e-mails at `rate` a minute, with the others sharing it."""
+    waiting = (Invitation.status.in_((Invitation.QUEUED, Invitation.SENDING)))
+    others = dict(db.session.execute(
+        select(Invitation.batch_id, func.count())
+        .where(waiting, Invitation.batch_id.is_not(None), Invitation.batch_id != batch_id)
+        .group_by(Invitation.batch_id)).all()) if batch_id else {}
+    small = current_app.config["MAIL_SMALL_BATCH"]
+    if total <= small:  # goes ahead of bulk runs: at most the queue window is before it
+        before = min(sum(others.values()), current_app.config["MAIL_QUEUE_AHEAD"])
+        shared, how = remaining + before, "ahead of bulk imports"
+    else:  # the imports take turns: each other one sends alongside while it lasts
+        before = sum(min(n, remaining) for n in others.values())
+        shared, how = remaining + before, "in turn with them"
+    minutes = math.ceil(shared / rate)
+    left = f"About {minutes} minute{'s' if minutes != 1 else ''} left"
+    if not others:
+        return (f"{left} at {rate} e-mails a minute: the send-rate limit sets the pace "
+                "(retries of deferred e-mails may take longer).")
+    return (f"{left}: {sum(others.values()):,} e-mails of {len(others)} other "
+            f"import{'s' if len(others) != 1 else ''} are waiting too, and this one is sent "
+            f"{how}; the send-rate limit of {rate} a minute is shared by all.")
 
 
 def latest_status_by_user(user_ids: list[int]) -> dict[int, str]:

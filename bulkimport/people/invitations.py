@@ -51,7 +51,7 @@ def _invitations_page(batch: ImportBatch | None):
                        per_page=PER_PAGE, error_out=False)
     counts = invitation_counts(batch_id)
     return render_template("people/invitations.html", batch=batch, page=page, status=status,
-                           counts=counts, progress=progress(counts, paused_reason()),
+                           counts=counts, progress=progress(counts, paused_reason(), batch_id),
                            form=ResendForm(), now=utcnow(),
                            histories=histories(db.session, page.items))
 
@@ -61,7 +61,7 @@ def batch_invitations_status(batch_id: int):
     """Counts and progress of a batch's invitations, for the moving progress bar."""
     batch = _batch(batch_id)
     counts = invitation_counts(batch.id)
-    return {"counts": counts, **progress(counts, paused_reason())}
+    return {"counts": counts, **progress(counts, paused_reason(), batch.id)}
 
 
 @bp.post("/invitations/resend")
