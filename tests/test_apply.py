@@ -155,7 +155,7 @@ def test_heading_selects_every_page_and_a_changed_radio_wins(app, client, monkey
         "show": "all", "page": "3", "was_all_add": "1", "all_add": "y",
         f"row_{last.id}": "skip", "save": "1"})
     page = client.get(f"/admin/people/import/{batch_id}?page=3").get_data(as_text=True)
-    assert "<strong>249</strong> to add" in page
+    assert '<strong data-selected="add">249</strong> to add' in page
     response = client.post(f"/admin/people/import/{batch_id}",
                            data={"show": "all", "page": "1", "submit": "1"})
     assert response.status_code == 302
