@@ -251,8 +251,10 @@ def review_rows(client, batch_id: int) -> dict[int, tuple[str, str, str]]:
     for css, line, body in re.findall(r'<tr class="([^"]*)" data-line="(\d+)">(.*?)</tr>', page,
                                       re.S):
         cells = re.findall(r"<td[^>]*>(.*?)</td>", body, re.S)
-        details = html.unescape(re.sub(r"<[^>]+>", " ", cells[6]))
-        found[int(line)] = (css, cells[5].strip(), " ".join(details.split()))
+        # The last two cells are the proposed action and the details, wherever the choice
+        # columns stand.
+        details = html.unescape(re.sub(r"<[^>]+>", " ", cells[-1]))
+        found[int(line)] = (css, cells[-2].strip(), " ".join(details.split()))
     return found
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from bulkimport.clock import clock_of
 from bulkimport.extensions import db
+from bulkimport.mailing.dispatch import wake
 from bulkimport.mailing.throttle import LocalThrottle, RedisThrottle
 from bulkimport.models import Invitation, User
 from bulkimport.sweep import sweep
@@ -183,6 +184,9 @@ def test_refused_login_pauses_sending_with_a_banner_until_fixed(app_factory):
             statuses = set(db.session.scalars(select(Invitation.status)))
             assert statuses == {"queued"}
             assert set(db.session.scalars(select(Invitation.attempts))) == {0}
+            # While paused nothing is enqueued: a job would hand its chunk back and wake the
+            # queue again, round and round (the in-process jobs of `make run` spun for ever).
+            assert wake() == 0
         authenticator.open = True
         response = client.post("/admin/system/mail/resume")
         assert "sending has resumed" in client.get(response.location).get_data(as_text=True)

@@ -20,6 +20,7 @@ from ..models import Invitation, utcnow
 from .sending import (
     forget_lost_jobs,
     in_the_queue,
+    paused_reason,
     send_invitations,
     take_due_for_enqueue,
 )
@@ -56,7 +57,11 @@ def wake() -> int:
     """Enqueue jobs for due invitations no job carries, in the fair order and within the queue
     window, in chunks; returns how many. Safe to call any time (after an import, a resend, a
     finished job, at every sweep): duplicates cost nothing, because sending claims each
-    invitation once."""
+    invitation once. Nothing is enqueued while sending is paused: a job would only hand its
+    chunk back, and the job after it wake again, round and round; the sweep and the Resume
+    button wake the queue once the relay works."""
+    if paused_reason():
+        return 0
     window, size = queue_window()
     ids = take_due_for_enqueue(window - in_the_queue(), size)
     for start in range(0, len(ids), size):
