@@ -78,6 +78,15 @@ def check_every_page(page) -> list[str]:
         found.extend(f"{where}: {impact} {line}" for impact, line in violations
                      if impact in FAILING_IMPACTS)
 
+    def note_scripting(response) -> None:
+        # A document served with a `sandbox` policy runs no script, not even an init script,
+        # and Playwright's evaluate on it never returns: such a page cannot be checked.
+        if response.frame == page.main_frame and response.request.is_navigation_request():
+            policy = response.headers.get("content-security-policy", "")
+            page.scripts_disabled = "sandbox" in policy and "allow-scripts" not in policy
+
+    page.scripts_disabled = False
+    page.on("response", note_scripting)
     page.expose_function("__axeReport", report)
     page.add_init_script(AXE_SOURCE)
     page.add_init_script(HOLD_UNTIL_CHECKED)
@@ -92,6 +101,7 @@ def check_every_page(page) -> list[str]:
 
 
 def check_last_page(page) -> None:
-    """Wait for the check of the document `page` shows (none for a blank page)."""
-    if page.url != "about:blank":
+    """Wait for the check of the document `page` shows (none for a blank page, nor for a
+    document whose policy forbids scripts: an e-mail shown on its own)."""
+    if page.url != "about:blank" and not page.scripts_disabled:
         page.evaluate("() => window.__axeCheck && window.__axeCheck()")

@@ -19,7 +19,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from conftest import import_file, login_admin, sample
+from conftest import ADMIN_PASSWORD, import_file, login_admin, sample
 from smtpserver import password_in
 from test_browser import live_server, log_in, page  # noqa: F401 (fixtures)
 from test_mailing import drain
@@ -249,6 +249,32 @@ HOSTILE_HTML = """<!doctype html><html><body style="font-family: serif">
 parent.document.title = "owned";</script>
 <form action="/logout" method="post"><button id="submit-out">Go</button></form>
 </body></html>"""
+
+
+def test_the_html_part_renders_in_its_frame_under_the_real_policy(app_factory, live_server,  # noqa: F811
+                                                                   page):  # noqa: F811
+    from playwright.sync_api import expect
+
+    send(app_factory(MAIL_SERVER=""), ["ann@example.com"], subject="Welcome",
+         html_part=HOSTILE_HTML.format(password="Pw-1234-5678-abcd"),
+         secret_values=("Pw-1234-5678-abcd",))
+    log_in(page, live_server, "boss", ADMIN_PASSWORD)
+    page.goto(f"{live_server}/admin/system/outbox")
+    expect(page.locator("#outbox-count")).to_contain_text("Showing 1–1 of 1 e-mail")
+    page.get_by_role("link", name="Welcome").click()
+    frame = page.frame_locator("#message-html")
+    expect(frame.locator("#greeting")).to_have_text("Hello Ann,")  # the script did not run
+    expect(frame.locator("code")).to_have_text(MASK)
+    expect(frame.locator("body")).to_have_css("font-family", "serif")  # its own inline styles
+    expect(frame.locator("td").first).to_have_css("padding-right", "12px")
+    assert page.title() != "owned"
+    assert frame.locator("img").evaluate("img => img.naturalWidth") == 0  # nothing loaded
+    frame.locator("#submit-out").click()  # no form may be sent from the frame
+    expect(page.get_by_text("Signed in as")).to_contain_text("boss")
+    page.goto(live_server + page.locator("#message-html").get_attribute("src"))  # on its own
+    expect(page.locator("#greeting")).to_have_text("Hello Ann,")
+    # The only complaints are the frame's blocked script, form and image; none from the page.
+    assert page.problems and all(p.endswith("/html)") for p in page.problems), page.problems
 
 
 @pytest.mark.parametrize("name", [
