@@ -15,7 +15,8 @@ from bulkimport.people.landing import PEOPLE_PAGES
 from bulkimport.system.landing import OUTBOX_PAGE, SYSTEM_PAGES
 
 # Pages reached from another page rather than from a menu (and why).
-SUB_PAGES = {"people.new_field"}  # the "New field" button of Profile fields
+# The "New field" button of Profile fields, and the audit log's "Download as CSV".
+SUB_PAGES = {"people.new_field", "system.audit_csv"}
 
 
 def _links(html: str) -> set[str]:
