@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from bulkimport.extensions import db
 from bulkimport.models import User, fold_key
 from bulkimport.security import hash_password
 
+ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 IN_CI = os.environ.get("CI") == "true"
 POSTGRES_URL = os.environ.get("BULKIMPORT_TEST_POSTGRES_URL", "")
@@ -336,6 +339,40 @@ def authenticate(session, username: str, password: str):
     from bulkimport.login import check_credentials
 
     return check_credentials(session, username, password)[0]
+
+
+@pytest.fixture
+def redis():
+    """A connection to this xdist worker's Redis database, emptied before and after the test."""
+    require(bool(REDIS_URL), "Redis (BULKIMPORT_TEST_REDIS_URL)")
+    from redis import Redis
+
+    connection = Redis.from_url(REDIS_URL)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+def worker_environment(app, **settings) -> dict[str, str]:
+    """The environment of a worker process sharing `app`'s database, Redis and secret key, with
+    cheap bcrypt and `settings` as BULKIMPORT_ variables."""
+    env = {**os.environ, "BULKIMPORT_DATABASE_URL": app.config["DATABASE_URL"],
+           "BULKIMPORT_REDIS_URL": REDIS_URL, "BULKIMPORT_SECRET_KEY": app.config["SECRET_KEY"],
+           "BULKIMPORT_BCRYPT_ROUNDS": "4", "BULKIMPORT_LOG_LEVEL": "INFO"}
+    env.update({f"BULKIMPORT_{key}": str(value) for key, value in settings.items()})
+    return env
+
+
+def rq_worker_command(*queues: str, name: str = "", burst: bool = False) -> list[str]:
+    """The command of a real RQ worker on this xdist worker's Redis: the application's worker
+    class on both queues (as `make worker`), or with `burst` RQ's own, which forks a process
+    per job and stops when the queues are empty."""
+    command = [sys.executable, "-m", "rq.cli", "worker", "--url", REDIS_URL,
+               "--serializer", "rq.serializers.JSONSerializer"]
+    command += ["--burst"] if burst else ["-w", "bulkimport.worker.Worker"]
+    if name:  # unique, so that a worker killed by an earlier test does not clash with it
+        command += ["--name", f"{name}-{os.getpid()}-{time.monotonic_ns()}"]
+    return command + list(queues or ("mail", "imports"))
 
 
 @pytest.fixture

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 from conftest import (
     REDIS_URL,
+    ROOT,
     add_user,
     batch_id_of,
     choose_all,
     import_file,
     login_admin,
-    require,
+    rq_worker_command,
     sample,
     table_snapshot,
     upload,
     wait_for_jobs,
+    worker_environment,
 )
 from sqlalchemy import func, select, update
 
@@ -28,8 +27,6 @@ from bulkimport.clock import SYSTEM_CLOCK
 from bulkimport.extensions import db
 from bulkimport.importing import apply as apply_module
 from bulkimport.models import ImportBatch, ImportRow, Invitation, User
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_csv(count: int, start: int = 0, password: bool = False) -> bytes:
@@ -276,34 +273,22 @@ def test_another_administrators_batch_is_not_found(app, client):
     assert count(app, User) == 2
 
 
-def test_rq_worker_process_applies_the_batch(app_factory, backend, tmp_path):
-    require(bool(REDIS_URL), "Redis (BULKIMPORT_TEST_REDIS_URL)")
-    from redis import Redis
-
-    redis = Redis.from_url(REDIS_URL)
-    redis.flushdb()
+def test_rq_worker_process_applies_the_batch(app_factory, redis):
     # a real worker process applies the batch, on the real clock: so must this application
     app = app_factory(REDIS_URL=REDIS_URL, BACKGROUND_ROWS=5, CLOCK=SYSTEM_CLOCK)
     client = login_admin(app)
-    try:
-        batch_id = import_file(client, make_csv(20, password=True), generate=False)
-        assert batch(app, batch_id).status == ImportBatch.QUEUED
-        env = {**os.environ, "BULKIMPORT_DATABASE_URL": app.config["DATABASE_URL"],
-               "BULKIMPORT_REDIS_URL": REDIS_URL, "BULKIMPORT_SECRET_KEY": app.config["SECRET_KEY"],
-               "BULKIMPORT_BCRYPT_ROUNDS": "4"}
-        worker = subprocess.run(
-            [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", REDIS_URL,
-             "--serializer", "rq.serializers.JSONSerializer", "imports"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        assert worker.returncode == 0, worker.stderr[-2000:]
-        assert batch(app, batch_id).status == ImportBatch.APPLIED, worker.stderr[-2000:]
-        assert count(app, User) == 21
-        # the job carried the batch id only: no password reached Redis
-        for key in redis.keys("*"):
-            dump = redis.dump(key) or b""
-            assert b"pass-phrase" not in dump
-    finally:
-        redis.flushdb()
+    batch_id = import_file(client, make_csv(20, password=True), generate=False)
+    assert batch(app, batch_id).status == ImportBatch.QUEUED
+    worker = subprocess.run(rq_worker_command("imports", burst=True), cwd=ROOT,
+                            env=worker_environment(app), capture_output=True, text=True,
+                            timeout=120)
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    assert batch(app, batch_id).status == ImportBatch.APPLIED, worker.stderr[-2000:]
+    assert count(app, User) == 21
+    # the job carried the batch id only: no password reached Redis
+    for key in redis.keys("*"):
+        dump = redis.dump(key) or b""
+        assert b"pass-phrase" not in dump
 
 
 @pytest.mark.parametrize("rows,given_back", [

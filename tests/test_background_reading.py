@@ -6,21 +6,24 @@ stops is shown as stopped. Small files stay immediate."""
 from __future__ import annotations
 
 import html
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import REDIS_URL, login_admin, require, upload, wait_for_jobs
+from conftest import (
+    REDIS_URL,
+    ROOT,
+    login_admin,
+    rq_worker_command,
+    upload,
+    wait_for_jobs,
+    worker_environment,
+)
 from sqlalchemy import func, select
 
 from bulkimport.clock import SYSTEM_CLOCK
 from bulkimport.extensions import db
 from bulkimport.importing import reading
 from bulkimport.models import ImportBatch, ImportRow, UploadFile
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_csv(count: int) -> bytes:
@@ -137,26 +140,15 @@ def test_a_100000_row_upload_is_read_in_the_background_and_reaches_the_review(ap
     assert staged_rows(app, 1) == 100_000
 
 
-def test_a_real_rq_worker_reads_the_upload(app_factory, backend):
-    require(bool(REDIS_URL), "Redis (BULKIMPORT_TEST_REDIS_URL)")
-    from redis import Redis
-
-    redis = Redis.from_url(REDIS_URL)
-    redis.flushdb()
+def test_a_real_rq_worker_reads_the_upload(app_factory, redis):
     app = app_factory(REDIS_URL=REDIS_URL, BACKGROUND_UPLOAD_KB=1, CLOCK=SYSTEM_CLOCK)
     client = login_admin(app)
-    try:
-        response = upload(client, make_csv(300))
-        batch_id = int(response.location.split("/")[-2])
-        assert the_batch(app, batch_id).status == ImportBatch.READING
-        env = {**os.environ, "BULKIMPORT_DATABASE_URL": app.config["DATABASE_URL"],
-               "BULKIMPORT_REDIS_URL": REDIS_URL, "BULKIMPORT_SECRET_KEY": app.config["SECRET_KEY"]}
-        worker = subprocess.run(
-            [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", REDIS_URL,
-             "--serializer", "rq.serializers.JSONSerializer", "imports"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        assert worker.returncode == 0, worker.stderr[-2000:]
-        assert the_batch(app, batch_id).status == ImportBatch.STAGED, worker.stderr[-2000:]
-        assert staged_rows(app, batch_id) == 300
-    finally:
-        redis.flushdb()
+    response = upload(client, make_csv(300))
+    batch_id = int(response.location.split("/")[-2])
+    assert the_batch(app, batch_id).status == ImportBatch.READING
+    worker = subprocess.run(rq_worker_command("imports", burst=True), cwd=ROOT,
+                            env=worker_environment(app), capture_output=True, text=True,
+                            timeout=120)
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    assert the_batch(app, batch_id).status == ImportBatch.STAGED, worker.stderr[-2000:]
+    assert staged_rows(app, batch_id) == 300

@@ -18,10 +18,12 @@ from conftest import (
     ADMIN_PASSWORD,
     POSTGRES_URL,
     REDIS_URL,
+    ROOT,
     _empty_tables,
     authenticate,
     make_app,
     require,
+    rq_worker_command,
 )
 from smtpserver import free_port, password_in, start_server
 from sqlalchemy import func, select
@@ -31,7 +33,6 @@ from bulkimport.clock import SYSTEM_CLOCK
 from bulkimport.extensions import db
 from bulkimport.models import ImportBatch, Invitation, User
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|'
                   r'name="csrf_token" value="([^"]+)"')
@@ -111,11 +112,8 @@ def stack(migrated, tmp_path):
              f"127.0.0.1:{port}", "wsgi:app"], cwd=ROOT, env=env, stdout=logs,
             stderr=subprocess.STDOUT))
         for n in range(2):
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "rq.cli", "worker", "-w",
-                 "bulkimport.worker.Worker", "--url", REDIS_URL, "--serializer",
-                 "rq.serializers.JSONSerializer", "--name", f"stack-{n}-{os.getpid()}", "mail",
-                 "imports"], cwd=ROOT, env=env, stdout=logs, stderr=subprocess.STDOUT))
+            processes.append(subprocess.Popen(rq_worker_command(name=f"stack-{n}"), cwd=ROOT,
+                                              env=env, stdout=logs, stderr=subprocess.STDOUT))
         base = f"http://127.0.0.1:{port}"
         _wait_for(base)
         yield base, handler, app

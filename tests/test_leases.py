@@ -11,7 +11,7 @@ import time
 from datetime import UTC, timedelta
 
 import pytest
-from conftest import REDIS_URL, import_file, login_admin, require, wait_for_jobs
+from conftest import REDIS_URL, import_file, login_admin, wait_for_jobs
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import OperationalError
 from test_apply import batch, count
@@ -152,17 +152,6 @@ def test_jobs_lost_before_they_ran_are_enqueued_again_seconds_later(app_factory,
     assert {i.status for i in invitations(app)} == {"sent"}
     assert len(handler.accepted) == 4
     assert_invariant(app, handler)
-
-
-@pytest.fixture
-def redis():
-    require(bool(REDIS_URL), "Redis (BULKIMPORT_TEST_REDIS_URL)")
-    from redis import Redis
-
-    connection = Redis.from_url(REDIS_URL)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
 
 
 def test_the_ids_live_rq_jobs_carry_are_read_from_the_queue_and_the_started_jobs(

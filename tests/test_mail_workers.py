@@ -4,34 +4,25 @@ across two workers, and a scan proving no generated password is stored or logged
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from conftest import REDIS_URL, import_file, login_admin, require
+from conftest import (
+    REDIS_URL,
+    ROOT,
+    import_file,
+    login_admin,
+    rq_worker_command,
+    worker_environment,
+)
 from sqlalchemy import func, select, text
 from test_mailing import FAULTS, assert_invariant, make_csv
 
 from bulkimport.clock import SYSTEM_CLOCK
 from bulkimport.extensions import db
 from bulkimport.models import Invitation
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def redis():
-    require(bool(REDIS_URL), "Redis (BULKIMPORT_TEST_REDIS_URL)")
-    from redis import Redis
-
-    connection = Redis.from_url(REDIS_URL)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
 
 
 @pytest.fixture
@@ -50,20 +41,10 @@ def setup(app_factory, redis, smtp, tmp_path):
         app = app_factory(**config, CLOCK=SYSTEM_CLOCK)
 
         def start_worker(name: str) -> subprocess.Popen:
-            env = {**os.environ, "BULKIMPORT_DATABASE_URL": app.config["DATABASE_URL"],
-                   "BULKIMPORT_SECRET_KEY": app.config["SECRET_KEY"],
-                   "BULKIMPORT_BCRYPT_ROUNDS": "4", "BULKIMPORT_LOG_LEVEL": "INFO"}
-            for key in ("REDIS_URL", "MAIL_SERVER", "MAIL_PORT", "MAIL_TIMEOUT",
-                        "MAIL_RETRY_SECONDS", "MAIL_SWEEP_SECONDS", "MAIL_LEASE_SECONDS",
-                        "MAIL_RATE_PER_MINUTE", "MAIL_CHUNK_SIZE"):
-                env[f"BULKIMPORT_{key}"] = str(app.config[key])
             log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115  (closed with the process)
-            process = subprocess.Popen(
-                [sys.executable, "-m", "rq.cli", "worker", "-w",
-                 "bulkimport.worker.Worker", "--url", REDIS_URL, "--serializer",
-                 "rq.serializers.JSONSerializer", "--name", f"{name}-{os.getpid()}",
-                 "mail", "imports"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(rq_worker_command(name=name), cwd=ROOT,
+                                       env=worker_environment(app, **config), stdout=log,
+                                       stderr=subprocess.STDOUT)
             processes.append(process)
             return process
 

@@ -12,15 +12,20 @@ waited for it. The two minutes are a deadline for a busy machine, not a measured
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from conftest import REDIS_URL, choose_all, import_file, login_admin, require
+from conftest import (
+    REDIS_URL,
+    ROOT,
+    choose_all,
+    import_file,
+    login_admin,
+    rq_worker_command,
+    worker_environment,
+)
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from test_apply import make_csv as make_password_csv
@@ -31,21 +36,9 @@ from bulkimport.clock import SYSTEM_CLOCK
 from bulkimport.extensions import db
 from bulkimport.models import ImportBatch, Invitation, User
 
-ROOT = Path(__file__).resolve().parents[1]
 RECOVERY_DEADLINE = 120.0  # the "within 2 minutes"
 SHORT = {"MAIL_LEASE_SECONDS": 2.0, "MAIL_SWEEP_SECONDS": 0.5, "APPLY_STALE_SECONDS": 3.0}
 NOT_A_DEATH = {**SHORT, "MAIL_LEASE_SECONDS": 600.0}  # an outage must not wait for this
-
-
-@pytest.fixture
-def redis():
-    require(bool(REDIS_URL), "Redis (BULKIMPORT_TEST_REDIS_URL)")
-    from redis import Redis
-
-    connection = Redis.from_url(REDIS_URL)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
 
 
 @pytest.fixture
@@ -64,18 +57,12 @@ def stack(app_factory, redis, smtp, tmp_path):
 
         def start_worker(name: str, database_url: str | None = None,
                          **more) -> subprocess.Popen:
-            env = {**os.environ,
-                   "BULKIMPORT_DATABASE_URL": database_url or app.config["DATABASE_URL"],
-                   "BULKIMPORT_SECRET_KEY": app.config["SECRET_KEY"],
-                   "BULKIMPORT_BCRYPT_ROUNDS": "4", "BULKIMPORT_LOG_LEVEL": "INFO"}
-            for key, value in {**config, **more}.items():
-                env[f"BULKIMPORT_{key}"] = str(value)
+            env = worker_environment(app, **config, **more)
+            if database_url:
+                env["BULKIMPORT_DATABASE_URL"] = database_url
             log = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115  (closed with the process)
-            process = subprocess.Popen(
-                [sys.executable, "-m", "rq.cli", "worker", "-w", "bulkimport.worker.Worker",
-                 "--url", REDIS_URL, "--serializer", "rq.serializers.JSONSerializer",
-                 "--name", f"{name}-{os.getpid()}-{time.monotonic_ns()}", "mail", "imports"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(rq_worker_command(name=name), cwd=ROOT, env=env,
+                                       stdout=log, stderr=subprocess.STDOUT)
             processes.append(process)
             return process
 
