@@ -4,6 +4,9 @@ use."""
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 from flask import Flask, Response, abort, current_app, request, stream_with_context
 from flask_login import current_user
 
@@ -71,9 +74,12 @@ def csv_response(lines, filename: str) -> Response:
 
 
 def site_file_prefix() -> str:
-    """The site's name as a download's file name prefix, so that files of two sites never mix."""
-    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in current_app.config["SITE_NAME"])
-    return name.strip("-")[:40] or "site"
+    """The site's name as a download's file name prefix, so that files of two sites never mix;
+    in ASCII, which is all a header may carry ("Intranet Łódź" becomes "Intranet-odz")."""
+    letters = unicodedata.normalize("NFKD", current_app.config["SITE_NAME"])
+    name = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "-"
+                   for c in letters if not unicodedata.combining(c))
+    return re.sub(r"-{2,}", "-", name).strip("-")[:40] or "site"
 
 
 @_filter("encoding_name")

@@ -3,13 +3,13 @@ download a CSV that the import reads back unchanged (or a blank template)."""
 
 from __future__ import annotations
 
-from flask import current_app, render_template, request
+from flask import render_template, request
 
 from ..csvfiles import csv_lines
 from ..extensions import db
 from ..models import utcnow
 from ..user_directory import export_columns, export_rows
-from ..web import csv_response
+from ..web import csv_response, site_file_prefix
 from . import bp
 from .forms import ExportForm
 
@@ -24,15 +24,9 @@ def export():
     chosen = form.columns.data or [key for key, _ in columns]
     if request.args.get("blank"):
         rows = export_rows(db.session, chosen, term="")
-        return csv_response(csv_lines([next(rows)]), f"{_site()}-users-template.csv")
+        return csv_response(csv_lines([next(rows)]), f"{site_file_prefix()}-users-template.csv")
     if request.args.get("download"):
         return csv_response(csv_lines(export_rows(db.session, chosen, form.q.data or "")),
-                            f"{_site()}-users-{utcnow():%Y-%m-%d}.csv")
+                            f"{site_file_prefix()}-users-{utcnow():%Y-%m-%d}.csv")
     form.columns.data = chosen
     return render_template("people/export.html", form=form, columns=columns)
-
-
-def _site() -> str:
-    """The site's name as a file name prefix, so that exports of two sites never mix."""
-    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in current_app.config["SITE_NAME"])
-    return name.strip("-")[:40] or "site"
