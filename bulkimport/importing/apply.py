@@ -47,10 +47,26 @@ from ..models import (
 from ..profile import unique_key
 from ..security import hash_password, new_session_epoch, unseal_password
 from .mapping import FULL_NAME
+from .validation import Progress
 
-# Columns of `users` that an Update may change; "password" is handled apart.
 OPEN_STATES = (ImportBatch.STAGED, ImportBatch.FAILED)
 HASH_CHUNK = 25  # passwords one thread hashes between two progress reports
+WRITE_CHUNK = 1000  # rows a statement writes between two progress reports (and SQLAlchemy's
+                    # page for a bulk INSERT: smaller chunks cost no extra round trips)
+
+# The stages of an apply, in plain words and in order, as the progress page lists them. Those
+# from ADDING on happen inside the writing transaction (see `live_progress`).
+WAITING = "Waiting for a worker"
+HASHING = "Hashing passwords"
+WRITING = "Writing users"  # committed when the writing transaction starts
+ADDING = "Adding users"
+UPDATING = "Updating users"
+PROFILE = "Saving profile fields"
+INVITING = "Queueing invitations"
+AUDITING = "Recording the audit trail"
+FINISHING = "Recording the results"
+WRITING_STAGES = (ADDING, UPDATING, PROFILE, INVITING, AUDITING, FINISHING)
+APPLY_STAGES = (WAITING, HASHING, *WRITING_STAGES)
 
 
 class ApplyError(Exception):
@@ -141,12 +157,15 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | None = None) -> dict:
+def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | None = None,
+               report: Progress | None = None) -> dict:
     """Write the chosen rows of a claimed batch: users added and updated, one invitation per new
-    user when passwords are generated, outcomes recorded and staged values purged. Raises
-    ApplyError, or IntegrityError when the database's unique keys refuse a row (explained by
-    `conflict_reason`), and leaves the rollback to the caller."""
+    user when passwords are generated, outcomes recorded and staged values purged; `report` is
+    told each stage and how far it is. Raises ApplyError, or IntegrityError when the database's
+    unique keys refuse a row (explained by `conflict_reason`), and leaves the rollback to the
+    caller."""
     hashes = hashes or {}
+    report = report or (lambda stage, done, total: None)
     rows = selected_rows(session, batch.id)
     adds = [r for r in rows if r.choice == ImportRow.ADD]
     updates = [r for r in rows if r.choice == ImportRow.UPDATE]
@@ -159,11 +178,16 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
     # render_nulls: rows with and without NULLs go in one executemany, not many small ones
     add_users = insert(User).execution_options(render_nulls=True)
     records = [_new_user(r, hashes.get(r.id), now) for r in adds]
-    for start in range(0, len(records), CHUNK):
-        session.execute(add_users, records[start:start + CHUNK])
+    for start in range(0, len(records), WRITE_CHUNK):
+        report(ADDING, start, len(records))
+        session.execute(add_users, records[start:start + WRITE_CHUNK])
+    done = 0
     for changes in _update_groups(updates, hashes, now):
-        session.execute(update(User), changes)
-    _write_profile_values(session, batch, adds, updates)
+        for start in range(0, len(changes), WRITE_CHUNK):
+            report(UPDATING, done, len(updates))
+            session.execute(update(User), changes[start:start + WRITE_CHUNK])
+            done += len(changes[start:start + WRITE_CHUNK])
+    _write_profile_values(session, batch, adds, updates, report)
     session.flush()
 
     invitations = 0
@@ -171,6 +195,7 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
         keys = [fold_key(r.values["username"]) for r in adds]
         columns = ("user_id", "batch_id", "status", "attempts", "created_at", "started_at",
                    "next_attempt_at", "pending_hashes")
+        report(INVITING, 0, len(adds))
         for condition in matching(session, User.username_key, keys):
             # INSERT … SELECT: the new users' ids never travel to Python and back
             new_users = select(
@@ -180,7 +205,9 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
             session.execute(insert(Invitation).from_select(columns, new_users))
         invitations = len(adds)  # one for each user just added
 
+    report(AUDITING, 0, 0)
     _audit(session, batch, adds, updates, now)
+    report(FINISHING, 0, 0)
     _record_outcomes(session, batch.id)
     errors = batch.counts[ImportRow.ERROR]
     result = {"added": len(adds), "updated": len(updates),
@@ -227,7 +254,7 @@ def _audit(session: Session, batch: ImportBatch, adds: list[Row], updates: list[
 
 
 def _write_profile_values(session: Session, batch: ImportBatch, adds: list[Row],
-                          updates: list[Row]) -> None:
+                          updates: list[Row], report: Progress) -> None:
     """Store the custom profile values of the added users and the changed values of the updated
     ones (a changed value is deleted, then inserted unless it was cleared)."""
     names = {c["field"] for c in batch.columns if c["field"]} - {*BY_KEY, FULL_NAME}
@@ -255,11 +282,13 @@ def _write_profile_values(session: Session, batch: ImportBatch, adds: list[Row],
                 if new is not None:
                     records.append(_profile_record(row.user_id, fields[name], new))
     table = ProfileValue.__table__
+    report(PROFILE, 0, len(records))
     if removed:
         session.execute(table.delete().where(table.c.user_id == bindparam("uid"),
                                              table.c.field_id == bindparam("fid")), removed)
-    for start in range(0, len(records), CHUNK):
-        session.execute(insert(ProfileValue), records[start:start + CHUNK])
+    for start in range(0, len(records), WRITE_CHUNK):
+        report(PROFILE, start, len(records))
+        session.execute(insert(ProfileValue), records[start:start + WRITE_CHUNK])
 
 
 def _profile_record(user_id: int, field: ProfileField, value: str) -> dict:

@@ -6,7 +6,6 @@ These functions own their transactions: they commit, unlike the services they ca
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import timedelta
 
@@ -19,10 +18,15 @@ from ..clock import clock
 from ..extensions import db
 from ..mailing.dispatch import wake
 from ..models import ImportBatch, utcnow
+from . import live_progress
 from .apply import (
+    HASHING,
     OPEN_STATES,
+    WAITING,
+    WRITING,
     ApplyError,
     NothingSelected,
+    Progress,
     apply_rows,
     claim,
     conflict_reason,
@@ -32,9 +36,6 @@ from .apply import (
     selected_rows,
 )
 from .staging import choice_counts
-
-# A callback told the stage of an apply, how far it is and of how many.
-Progress = Callable[[str, int, int], None]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def submit_batch(batch: ImportBatch) -> str:
         if not claim(session, batch, ImportBatch.QUEUED):
             session.rollback()
             return "already"
-        batch.progress_stage, batch.progress_done = "Waiting for a worker", 0
+        batch.progress_stage, batch.progress_done = WAITING, 0
         session.commit()
         try:
             enqueue("apply_batch", batch.id)
@@ -106,17 +107,19 @@ def apply_batch(batch_id: int, *, from_states: tuple[str, ...] = OPEN_STATES,
               if claim_committed else nullcontext()):
             hashes = {}
             if sealed:
-                report("Hashing passwords", 0, len(sealed))
+                report(HASHING, 0, len(sealed))
                 hashes = hash_file_passwords(
-                    sealed, lambda done: report("Hashing passwords", done, len(sealed)))
-            report("Writing users", 0, len(rows))
+                    sealed, lambda done: report(HASHING, done, len(sealed)))
+            report(WRITING, 0, len(rows))
             if not _lock_for_writing(session, batch_id):
                 session.rollback()
                 log.warning("Batch %s was taken from this worker (its heartbeat stopped for "
                             "%s s); nothing was written", batch_id, stale)
                 return None
-            result = apply_rows(session, batch, hashes)
-            report("Done", len(rows), len(rows))
+            result = apply_rows(session, batch, hashes, report)
+            # committed with the rows: the batch never says "done" before they are
+            batch.progress_stage, batch.progress_done, batch.progress_total = \
+                "Done", len(rows), len(rows)
             session.commit()
     except Exception as exc:
         session.rollback()
@@ -139,7 +142,7 @@ def apply_batch(batch_id: int, *, from_states: tuple[str, ...] = OPEN_STATES,
 
 
 def apply_batch_job(batch_id: int) -> None:
-    """Background job: apply a queued batch, committing its progress as it goes (the progress
+    """Background job: apply a queued batch, reporting its progress as it goes (the progress
     bar of the result page reads it) in at most PROGRESS_STEPS steps per stage."""
     reported: dict[str, int] = {}
 
@@ -154,6 +157,8 @@ def apply_batch_job(batch_id: int) -> None:
                              requeue_on_outage=True)
     except ApplyError:
         return  # recorded on the batch, which the result page shows
+    finally:
+        live_progress.clear(batch_id)
     if result is None:  # a second job for the same batch (a re-enqueue after a lost job)
         log.info("Batch %s is not waiting to be applied by this job; nothing to do", batch_id)
     elif result["invitations"]:
@@ -230,7 +235,7 @@ def _requeue_after_outage(batch_id: int, exc: Exception) -> bool:
         try:
             requeued = db.session.execute(update(ImportBatch).where(
                 ImportBatch.id == batch_id, ImportBatch.status == ImportBatch.APPLYING)
-                .values(status=ImportBatch.QUEUED, progress_stage="Waiting for a worker",
+                .values(status=ImportBatch.QUEUED, progress_stage=WAITING,
                         progress_done=0, updated_at=utcnow())
                 .execution_options(synchronize_session=False)).rowcount
             db.session.commit()
@@ -248,9 +253,11 @@ def _requeue_after_outage(batch_id: int, exc: Exception) -> bool:
 
 
 def _progress(batch_id: int, stage: str, done: int, total: int) -> None:
-    """Record the stage of a background apply, committed at once; "Done" is reported inside
-    the writing transaction and is committed with the rows (a commit there would split it)."""
-    batch = db.session.get(ImportBatch, batch_id)
-    batch.progress_stage, batch.progress_done, batch.progress_total = stage, done, total
-    if stage != "Done":
+    """Report the stage of a background apply: to `live_progress` always, and before the writing
+    transaction also on the batch, committed at once (inside it, a commit would split the
+    transaction, so its stages are live only)."""
+    live_progress.publish(batch_id, live_progress.Stage(stage, done, total))
+    if stage in (HASHING, WRITING):
+        batch = db.session.get(ImportBatch, batch_id)
+        batch.progress_stage, batch.progress_done, batch.progress_total = stage, done, total
         db.session.commit()

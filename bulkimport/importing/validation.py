@@ -44,7 +44,7 @@ ADMIN_CHANGE_REFUSED = ("administrators are changed one at a time, by themselves
 READING, CHECKING, LOOKING_UP, SAVING = ("Reading the file", "Checking the rows",
                                          "Looking up existing users", "Saving the rows for review")
 PROGRESS_EVERY = 5000
-Progress = Callable[[str, int, int], None]
+Progress = Callable[[str, int, int], None]  # told a stage, how far it is and of how many
 
 
 @dataclass(frozen=True)

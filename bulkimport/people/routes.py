@@ -18,7 +18,8 @@ from ..csvfiles import csv_lines
 from ..extensions import db
 from ..import_results import SHOWS as CHANGED_SHOWS
 from ..import_results import changed_rows_query, changed_users
-from ..importing.apply import ApplyError, result_message
+from ..importing import live_progress
+from ..importing.apply import APPLY_STAGES, HASHING, INVITING, ApplyError, result_message
 from ..importing.mapping import Mapping
 from ..importing.reader import FileProblem
 from ..importing.reading import (
@@ -128,7 +129,7 @@ def reading(batch_id: int):
     if batch.status != ImportBatch.READING and not batch.refused:
         return redirect(url_for(".result", batch_id=batch.id))
     return render_template("people/reading.html", batch=batch, stalled=has_stalled(batch),
-                           stages=READING_STAGES)
+                           stages=READING_STAGES, stage=live_progress.of_batch(batch))
 
 
 def _owned_batch(batch_id: int) -> ImportBatch:
@@ -218,7 +219,11 @@ def result(batch_id: int):
     if batch.is_open and batch.status != ImportBatch.FAILED:
         return redirect(url_for(".review", batch_id=batch.id))
     if batch.status != ImportBatch.APPLIED:
-        return render_template("people/result.html", batch=batch)
+        # passwords come from the file, or invitations are queued: never both
+        stages = [s for s in APPLY_STAGES
+                  if s != (INVITING if not batch.generate_passwords else HASHING)]
+        return render_template("people/result.html", batch=batch, stages=stages,
+                               stage=live_progress.of_batch(batch))
     show = request.args.get("show")
     show = show if show in CHANGED_SHOWS else "changed"
     rows = db.paginate(changed_rows_query(batch.id, show), page=page_number(request.args),
@@ -233,8 +238,10 @@ def result(batch_id: int):
 def status(batch_id: int):
     """The batch's progress, for the progress bar's script."""
     batch = _owned_batch(batch_id)
-    return {"status": batch.status, "stage": batch.progress_stage, "done": batch.progress_done,
-            "total": batch.progress_total, "error": batch.error, "result": batch.result}
+    stage = live_progress.of_batch(batch)
+    return {"status": batch.status, "stage": stage.name, "done": stage.done,
+            "total": stage.total, "label": stage.label, "percent": stage.percent,
+            "error": batch.error, "result": batch.result}
 
 
 @bp.get("/import/<int:batch_id>/results.csv")

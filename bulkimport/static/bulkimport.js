@@ -173,16 +173,14 @@
       fetch(el.getAttribute("data-progress-url"), { headers: { Accept: "application/json" } })
         .then(function (r) { return r.json(); })
         .then(function (s) {
-          var pct = s.total ? Math.floor(100 * s.done / s.total) : 0;
-          if (s.status === "applied") { pct = 100; }
+          var pct = s.status === "applied" ? 100 : s.percent;
           bar.style.width = pct + "%";
           bar.parentNode.setAttribute("aria-valuenow", pct);  // the role="progressbar" element
           bar.textContent = pct + " %";
           if (label) {
-            label.textContent = (s.stage || "Waiting for a worker")
-              + (s.total ? ": " + s.done.toLocaleString() + " of " + s.total.toLocaleString() + " rows" : "");
+            label.textContent = s.label + (s.total ? (el.getAttribute("data-unit") || "") : "");
           }
-          document.querySelectorAll("#reading-stages li").forEach(function (item) {
+          document.querySelectorAll("#progress-stages li").forEach(function (item) {
             item.classList.toggle("fw-bold", item.textContent === s.stage);
             item.classList.toggle("text-body", item.textContent === s.stage);
           });
