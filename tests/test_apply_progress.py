@@ -9,9 +9,10 @@ import re
 import threading
 
 import pytest
-from conftest import REDIS_URL, import_file, login_admin, wait_for_jobs
+from conftest import ADMIN_PASSWORD, REDIS_URL, import_file, login_admin, wait_for_jobs
 from sqlalchemy import create_engine, func, select
 from test_apply import make_csv
+from test_browser import GENERATE_LABEL, log_in, page, serving  # noqa: F401 (fixtures)
 
 from bulkimport.importing import apply, live_progress, submission
 from bulkimport.importing.apply import (
@@ -141,3 +142,49 @@ def test_a_redis_outage_never_stops_the_write_or_the_page(app_factory):
         assert live_progress.read(3) is None
         live_progress.clear(3)
 
+
+
+def test_the_page_follows_the_stages_in_a_browser(app_factory, page, monkeypatch):  # noqa: F811
+    from playwright.sync_api import expect
+
+    monkeypatch.setattr(apply, "WRITE_CHUNK", 10)
+    monkeypatch.setattr(submission, "PROGRESS_EVERY", 1)
+    held = {(ADDING, 10, ROWS): threading.Event(), (AUDITING, 0, 0): threading.Event()}
+    reached = {stage: threading.Event() for stage in held}
+    publish = live_progress.publish
+
+    def publish_and_hold(batch_id: int, stage: Stage) -> None:
+        publish(batch_id, stage)
+        if stage in held:
+            reached[stage].set()
+            assert held[stage].wait(120), "the test never looked"
+
+    monkeypatch.setattr(live_progress, "publish", publish_and_hold)
+    app = app_factory(WTF_CSRF_ENABLED=True, BACKGROUND_ROWS=5)
+    with serving(app) as base:
+        try:
+            log_in(page, base, "boss", ADMIN_PASSWORD)
+            page.goto(f"{base}/admin/people/import")
+            page.get_by_label("CSV file").set_input_files(
+                {"name": "staff.csv", "mimeType": "text/csv", "buffer": make_csv(ROWS)})
+            page.get_by_label(GENERATE_LABEL, exact=True).check()
+            page.get_by_role("button", name="Upload and review").click()
+            page.locator('input[data-select-all="add"]').check()
+            page.get_by_role("button", name="Submit", exact=True).click()
+            assert reached[ADDING, 10, ROWS].wait(120)
+            label = page.locator("[data-progress-label]")
+            expect(label).to_have_text("Adding users: 10 of 30")
+            expect(page.locator("#progress-stages li.fw-bold")).to_have_text(ADDING)
+            expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "33")
+            page.evaluate("() => { window.sameDocument = true; }")
+            held[ADDING, 10, ROWS].set()
+            assert reached[AUDITING, 0, 0].wait(120)
+            expect(label).to_have_text(AUDITING)
+            expect(page.locator("#progress-stages li.fw-bold")).to_have_text(AUDITING)
+            assert page.evaluate("() => window.sameDocument")  # the script moved it, no reload
+            held[AUDITING, 0, 0].set()
+            expect(page.get_by_role("status")).to_contain_text("30 users added")
+        finally:  # a job held by the test would hold up the server's end
+            for event in held.values():
+                event.set()
+    assert page.problems == []
