@@ -12,7 +12,13 @@ import pytest
 from conftest import ADMIN_PASSWORD, REDIS_URL, import_file, login_admin, wait_for_jobs
 from sqlalchemy import create_engine, func, select
 from test_apply import make_csv
-from test_browser import GENERATE_LABEL, log_in, page, serving  # noqa: F401 (fixtures)
+from test_browser import (  # noqa: F401 (fixtures)
+    GENERATE_LABEL,
+    log_in,
+    page,
+    select_all,
+    serving,
+)
 
 from bulkimport.importing import apply, live_progress, submission
 from bulkimport.importing.apply import (
@@ -169,7 +175,7 @@ def test_the_page_follows_the_stages_in_a_browser(app_factory, page, monkeypatch
                 {"name": "staff.csv", "mimeType": "text/csv", "buffer": make_csv(ROWS)})
             page.get_by_label(GENERATE_LABEL, exact=True).check()
             page.get_by_role("button", name="Upload and review").click()
-            page.locator('input[data-select-all="add"]').check()
+            select_all(page, "add")
             page.get_by_role("button", name="Submit", exact=True).click()
             assert reached[ADDING, 10, ROWS].wait(120)
             label = page.locator("[data-progress-label]")

@@ -179,6 +179,15 @@ def test_import_minimal_csv_in_a_browser(live_server, page, tmp_path):
     assert page.problems == []
 
 
+def select_all(page, action: str) -> None:
+    """Tick the review's heading checkbox of `action` once the page's script is ready (it
+    marks the form as scripted): ticked before, only the heading itself would change."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("form[data-review] input[name=scripted]")).to_have_value("1")
+    page.locator(f'input[data-select-all="{action}"]').check()
+
+
 def log_in(page, base: str, username: str, password: str) -> None:
     page.goto(f"{base}/login")
     page.get_by_label("Username").fill(username)
@@ -197,7 +206,7 @@ def test_invitations_reach_100_percent_and_the_password_logs_in(mail_live_server
         {"name": "force-change.csv", "mimeType": "text/csv", "buffer": sample("force-change.csv")})
     page.get_by_label(GENERATE_LABEL, exact=True).check()
     page.get_by_role("button", name="Upload and review").click()
-    page.locator('input[data-select-all="add"]').check()
+    select_all(page, "add")
     page.get_by_role("button", name="Submit", exact=True).click()
     expect(page.get_by_role("status")).to_contain_text("3 invitation e-mails queued")
 
@@ -264,8 +273,8 @@ def test_add_and_update_headings_together_select_every_page(app_factory, page, m
              "buffer": ("\n".join(lines) + "\n").encode()})
         page.get_by_label(GENERATE_LABEL, exact=True).check()
         page.get_by_role("button", name="Upload and review").click()
-        page.locator('input[data-select-all="update"]').check()
-        page.locator('input[data-select-all="add"]').check()
+        select_all(page, "update")
+        select_all(page, "add")
         expect(page.locator('input[data-select-all="update"]')).to_be_checked()
         page.get_by_role("button", name="Submit", exact=True).click()
         confirmation = page.get_by_role("status")
@@ -298,7 +307,7 @@ def test_edit_the_invitation_template_then_a_broken_one_is_refused(mail_live_ser
          "buffer": b"username,firstname,surname,email\nnkim,Nora,Kim,nora.kim@example.com\n"})
     page.get_by_label(GENERATE_LABEL, exact=True).check()
     page.get_by_role("button", name="Upload and review").click()
-    page.locator('input[data-select-all="add"]').check()
+    select_all(page, "add")
     page.get_by_role("button", name="Submit", exact=True).click()
     page.get_by_role("link", name="Invitation status").click()
     expect(page.locator('[data-count="sent"]')).to_have_text("1", timeout=30_000)
@@ -349,7 +358,7 @@ def test_custom_field_import_export_and_reimport_without_changes(live_server, pa
     expect(page.locator('tr[data-heading="phone"]')).to_contain_text("not recognised")
     page.get_by_role("button", name="Apply and review").click()
     expect(page.locator("#unknown-columns")).to_contain_text("phone, start_date")
-    page.locator('input[data-select-all="add"]').check()
+    select_all(page, "add")
     page.get_by_role("button", name="Submit", exact=True).click()
     expect(page.get_by_role("status")).to_contain_text("2 users added")
 
@@ -406,7 +415,7 @@ def test_map_an_unknown_column_then_the_mapping_is_remembered(live_server, page,
         expect(page.locator("tr[data-line='3']")).to_contain_text("office: B2")
         expect(page.locator("tr[data-line='3']")).to_contain_text("van Dam")
         expect(page.locator(".derived").first).to_contain_text("first name and surname")
-        page.locator('input[data-select-all="add"]').check()
+        select_all(page, "add")
         page.get_by_role("button", name="Submit", exact=True).click()
         expect(page.get_by_role("status")).to_contain_text("2 users added")
     # the second upload of the same headings goes straight to the review, saying why
@@ -428,7 +437,7 @@ def test_review_counts_follow_every_choice_and_fit_a_phone(live_server, page, tm
     selected = page.locator("#chosen")
     expect(selected).to_contain_text("Selected now: 0 to add")
     heading = page.get_by_role("checkbox", name="Add for all rows of the file")
-    heading.check()
+    select_all(page, "add")
     expect(selected).to_contain_text("3 to add, 0 to update, 0 to skip")
     expect(page.locator("#selected-now")).to_contain_text("3 to add")
     page.get_by_role("radio", name="Skip line 3").check()
