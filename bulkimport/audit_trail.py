@@ -35,7 +35,9 @@ ACTION_LABELS = {
     "profile_field_retired": "Profile field retired",
     "template_reset": "Template reset to the default",
     "template_saved": "Template saved",
+    "user_blocked": "User blocked",
     "user_created": "User created",
+    "user_unblocked": "User unblocked",
     "user_updated": "User updated",
 }
 
@@ -48,6 +50,7 @@ _DETAIL_LABELS = {
 }
 # Detail flags that read better as a phrase than as "name: yes".
 _FLAG_PHRASES = {
+    "blocked": "the password was right, but the account is blocked",
     "expired": "the temporary password had expired",
     "forced": "required before first use",
     "unknown_username": "no such account (what was typed is not kept)",

@@ -20,6 +20,7 @@ from .security import hash_cost, hash_password, verify_password
 INVALID = "Invalid username or password."
 EXPIRED = ("Your temporary password has expired. Ask an administrator to send you a new one "
            "(Admin > People > Invitations > Resend).")
+BLOCKED = "This account is blocked. Ask an administrator to unblock it."
 
 
 @functools.lru_cache(maxsize=4)
@@ -46,6 +47,12 @@ def log_in(session: Session, username: str, password: str, address: str | None) 
     if attempt.refusal:
         return LoginResult(message=attempt.refusal)
     user, expired, known, pending = check_credentials(session, username, password)
+    if user is not None and not user.active:  # the right password of a blocked account
+        settle_failure(session, attempt, user_id=user.id, address=address)
+        record_event(session, "login_failed", user_id=user.id, address=address,
+                     username=user.username, blocked=True)
+        # Told only to a first attempt, like the expiry: it confirms the password.
+        return LoginResult(message=BLOCKED if attempt.first_failure else INVALID)
     if user is not None:
         if pending is not None:  # the e-mail of that password was accepted after all
             user.password_hash = pending
@@ -69,12 +76,13 @@ def log_in(session: Session, username: str, password: str, address: str | None) 
 
 def check_credentials(session: Session, username: str, password: str
                       ) -> tuple[User | None, bool, User | None, str | None]:
-    """(the active user with these credentials, or None; whether the password was right but was
-    a generated temporary one past its validity; the account named, if it exists; the pending
-    invitation hash the password matched, which `log_in` makes the user's password). Reads
-    only: no throttling, no write."""
+    """(the user with these credentials, or None; whether the password was right but was a
+    generated temporary one past its validity; the account named, if it exists; the pending
+    invitation hash the password matched, which `log_in` makes the user's password). A blocked
+    user is returned too, for `log_in` to refuse with its own message. Reads only: no
+    throttling, no write."""
     named = session.scalar(select(User).where(User.username_key == fold_key(username.strip())))
-    if named is None or not named.active or not (
+    if named is None or not (
             named.password_hash or any(i.pending_hashes for i in named.invitations)):
         verify_password(password, decoy_hash(current_app.config["BCRYPT_ROUNDS"]))
         return None, False, named, None

@@ -338,7 +338,8 @@ def authenticate(session, username: str, password: str):
     without the throttle, so that tests can check many delivered passwords."""
     from bulkimport.login import check_credentials
 
-    return check_credentials(session, username, password)[0]
+    user = check_credentials(session, username, password)[0]
+    return user if user is not None and user.active else None
 
 
 @pytest.fixture

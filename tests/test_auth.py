@@ -43,11 +43,18 @@ def test_username_is_case_insensitive_and_login_lands_on_people(app, admin):
     assert client.get("/").location == "/admin/people"
 
 
-def test_inactive_user_cannot_log_in(app):
+def test_a_blocked_user_cannot_log_in_and_is_told_so_only_with_the_right_password(app):
     add_plain_user(app, active=False)
-    response = app.test_client().post("/login", data={"username": "worker",
-                                                      "password": "plain-user-password"})
-    assert "Invalid username or password." in response.get_data(as_text=True)
+    right = app.test_client().post(
+        "/login", data={"username": "worker", "password": "plain-user-password"})
+    page = right.get_data(as_text=True)
+    assert right.status_code == 200 and "Signed in as" not in page
+    assert "This account is blocked. Ask an administrator to unblock it." in page
+    # a wrong password learns nothing, and neither does a guesser after failures
+    for password in ("not-the-password", "plain-user-password"):
+        refused = app.test_client().post("/login", data={"username": "worker",
+                                                         "password": password})
+        assert "Invalid username or password." in refused.get_data(as_text=True)
 
 
 def test_logout_is_a_post(app, client):

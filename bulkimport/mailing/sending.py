@@ -45,6 +45,7 @@ MAX_BACKOFF = 3600.0
 # E-mails that may have been accepted without our knowing, whose passwords must all keep
 # working; at this many, the invitation is failed instead of tried again.
 MAX_PENDING_HASHES = 3
+BLOCKED_WAITING = "Waiting: the account is blocked; it is sent when the account is unblocked."
 
 
 def send_invitations(invitation_ids: list[int]) -> dict[str, int]:
@@ -196,6 +197,8 @@ def send_one(invitation_id: int, token: str, transport,
         return "deferred", None  # our lease ran out and another worker took it over
     user = invitation.user
     recipient, language = user.email, user.language  # read now: no transaction during the send
+    if not user.active:
+        return _hold_for_blocked(invitation)
     if len(invitation.pending_hashes) >= MAX_PENDING_HASHES:
         return _give_up_undecided(invitation)
     now = utcnow()
@@ -306,6 +309,30 @@ def _record_outcome(invitation_id: int, token: str, password_hash: str, expires,
     session.commit()
     log.info("Invitation %s not sent (%s): %s", invitation_id, failure.kind, failure.reason)
     return outcome, failure
+
+
+def _hold_for_blocked(invitation: Invitation) -> tuple[str, SendFailure | None]:
+    """Keep the invitation of a blocked user from being sent: it waits, due again at the end
+    of its give-up window (unblocking makes it due at once), and fails then if the account is
+    still blocked. No password is made for it, and no attempt counted."""
+    now = utcnow()
+    give_up = invitation.started_at + timedelta(
+        hours=current_app.config["MAIL_GIVE_UP_HOURS"])
+    invitation.lease_until = invitation.lease_token = None
+    if now >= give_up:
+        reason = "Not sent: the account was blocked until the sending gave up."
+        invitation.status, invitation.last_error = Invitation.FAILED, reason
+        record_event(db.session, "invitation_failed", user_id=invitation.user_id,
+                     invitation_id=invitation.id, reason=reason)
+        outcome = "failed"
+    else:
+        invitation.status, invitation.next_attempt_at = Invitation.QUEUED, give_up
+        invitation.enqueued_at = None
+        invitation.last_error = BLOCKED_WAITING
+        outcome = "deferred"
+    db.session.commit()
+    log.info("Invitation %s of blocked user %s: %s", invitation.id, invitation.user_id, outcome)
+    return outcome, None
 
 
 def _give_up_undecided(invitation: Invitation) -> tuple[str, SendFailure]:

@@ -44,6 +44,8 @@ class SearchForm(FlaskForm):
         csrf = False
 
     q = SearchField("Search by username, name or e-mail")
+    state = SelectField("Account", choices=[("", "Active and blocked"), ("active", "Active"),
+                                             ("blocked", "Blocked")], validate_choice=False)
 
 
 class UploadForm(FlaskForm):
@@ -138,6 +140,17 @@ class ResendForm(FlaskForm):
     resend_selected = SubmitField("Resend selected")
     all_failed = SubmitField("Resend all failed")
     confirm = SubmitField("Send new passwords")
+
+
+class AccountStateForm(FlaskForm):
+    """Block or unblock one user (the user page's button) or the ticked users of the list;
+    `q` and `state` carry the list's search back to it."""
+
+    selected = SelectMultipleField("Select", choices=[], validate_choice=False)
+    q = HiddenField()
+    state = HiddenField()
+    block = SubmitField("Block selected")
+    unblock = SubmitField("Unblock selected")
 
 
 def _between(bounds: tuple[int, int]) -> list:

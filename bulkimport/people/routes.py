@@ -52,7 +52,7 @@ from ..models import ImportBatch, ImportRow, User
 from ..user_directory import search_condition
 from ..web import csv_response, form_status, page_number
 from . import bp
-from .forms import BatchOptionForm, SearchForm, UploadForm, review_form_for
+from .forms import AccountStateForm, BatchOptionForm, SearchForm, UploadForm, review_form_for
 
 USERS_PER_PAGE = 50
 # The review table's own columns; every other value of a row is listed in its details.
@@ -61,19 +61,24 @@ SHOWN_COLUMNS = frozenset({"username", "firstname", "surname", "email", "_derive
 
 @bp.get("")
 def index():
-    """The user list: searchable, paginated, with the total count; each row links to the
-    user's page and offers Resend for the user's latest invitation."""
+    """The user list: searchable, filtered by account state, paginated, with the total count;
+    each row links to the user's page and offers Resend for the user's latest invitation, and
+    ticked rows can be blocked or unblocked."""
     form = SearchForm(request.args)
     query = select(User).order_by(User.username_key)
     term = (form.q.data or "").strip()
     condition = search_condition(term)
     if condition is not None:
         query = query.where(condition)
+    state = form.state.data if form.state.data in ("active", "blocked") else ""
+    if state:
+        query = query.where(User.active == (state == "active"))
     users = db.paginate(query, page=page_number(request.args), per_page=USERS_PER_PAGE,
                         error_out=False)
     total = db.session.scalar(select(func.count(User.id)))
     user_ids = [user.id for user in users.items]
     return render_template("people/index.html", form=form, users=users, term=term, total=total,
+                           state=state, state_form=AccountStateForm(),
                            invited=latest_status_by_user(user_ids),
                            latest=latest_invitations(db.session, user_ids))
 
