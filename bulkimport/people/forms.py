@@ -44,8 +44,9 @@ class SearchForm(FlaskForm):
         csrf = False
 
     q = SearchField("Search by username, name or e-mail")
-    state = SelectField("Account", choices=[("", "Active and blocked"), ("active", "Active"),
-                                             ("blocked", "Blocked")], validate_choice=False)
+    state = SelectField("Account", choices=[SelectChoice(value, label) for value, label in (
+        ("", "Active and blocked"), ("active", "Active"), ("blocked", "Blocked"))],
+        validate_choice=False)
 
 
 class UploadForm(FlaskForm):
