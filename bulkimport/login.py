@@ -26,8 +26,8 @@ BLOCKED = "This account is blocked. Ask an administrator to unblock it."
 @functools.lru_cache(maxsize=4)
 def decoy_hash(rounds: int) -> str:
     """A hash of a random password at cost `rounds`, checked when there is no real hash to
-    check (an unknown username, a blocked account), so that such an answer takes as long as a
-    wrong password and response times do not reveal which usernames exist."""
+    check (an unknown username, an account with no password yet), so that such an answer takes
+    as long as a wrong password and response times do not reveal which usernames exist."""
     return hash_password(secrets.token_urlsafe(24), rounds)
 
 
