@@ -53,9 +53,11 @@ def _with_resend(invitation: Invitation,
     the current round); only its latest time is kept, and equal times are ordered by the state:
     a round that has ended (sent or failed) ended after its Resend."""
     entries = [entry for _, _, entry in events]
+    # Sent before the trail recorded sending: the row's own time stands in. (The event and the
+    # row take their times a moment apart: any Sent of this round counts.)
     if invitation.status == Invitation.SENT and invitation.sent_at and not any(
-            e.what == SENT and e.when == invitation.sent_at for e in entries):
-        entries.append(HistoryEntry(invitation.sent_at, SENT))  # sent before the trail said so
+            e.what == SENT and e.when >= invitation.started_at for e in entries):
+        entries.append(HistoryEntry(invitation.sent_at, SENT))
     if invitation.started_at <= invitation.created_at:
         return entries  # never resent
     resent = invitation.started_at

@@ -396,3 +396,22 @@ def test_odd_result_page_arguments_show_a_page(app_factory, query):
     assert response.status_code == 200
     assert "2 users added" in text_of(response.get_data(as_text=True))
 
+
+
+def test_a_sent_invitation_shows_sent_once_though_its_event_and_row_differ_by_a_moment(
+        app_factory, smtp):
+    # On the real clock the audit event and the invitation's sent_at are taken a moment apart;
+    # the history showed "Sent" twice. The manual clock of the other tests hid it.
+    controller, _ = smtp
+    app = app_factory(**mail_config(controller))
+    client = login_admin(app)
+    import_file(client, make_csv(1))
+    drain(app)
+    with app.app_context():
+        invitation = db.session.scalar(select(Invitation))
+        invitation.sent_at += timedelta(microseconds=1500)
+        user_id = invitation.user_id
+        db.session.commit()
+    page = client.get(f"/admin/people/users/{user_id}").get_data(as_text=True)
+    row = re.search(r'<tr data-invitation="\d+">.*?</tr>', page, re.S).group(0)
+    assert re.findall(r'data-step="(\w+)"', row) == ["sent"]
