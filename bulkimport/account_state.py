@@ -34,8 +34,8 @@ def block_refusal(session: Session, actor_id: int, users: Iterable[User]) -> str
     return None
 
 
-def set_blocked(session: Session, actor_id: int, users: Iterable[User], blocked: bool,
-                **detail) -> list[User]:
+def set_blocked(session: Session, actor_id: int, users: Iterable[User],
+                blocked: bool) -> list[User]:
     """Block or unblock `users` (those already so are left alone) and return those changed.
     Blocking ends every session of theirs; unblocking makes their waiting invitations due now
     (the caller wakes the mail queue after committing). Each change is an audit event naming
@@ -50,7 +50,7 @@ def set_blocked(session: Session, actor_id: int, users: Iterable[User], blocked:
         if blocked:
             user.session_epoch = new_session_epoch()
         record_event(session, "user_blocked" if blocked else "user_unblocked",
-                     actor_id=actor_id, user_id=user.id, **detail)
+                     actor_id=actor_id, user_id=user.id)
     ids = [user.id for user in changed]
     if blocked:
         end_sessions_of(session, ids)

@@ -35,6 +35,7 @@ DELIMITERS = [SelectChoice(value, label) for value, label in (
 
 
 GENERATE_LABEL = "Generate random passwords and send login credentials via email"
+ACCOUNT_STATES = ("active", "blocked")  # the user list's filter
 
 
 class SearchForm(FlaskForm):

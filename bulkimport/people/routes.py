@@ -52,7 +52,14 @@ from ..models import ImportBatch, ImportRow, User
 from ..user_directory import search_condition
 from ..web import csv_response, form_status, page_number
 from . import bp
-from .forms import AccountStateForm, BatchOptionForm, SearchForm, UploadForm, review_form_for
+from .forms import (
+    ACCOUNT_STATES,
+    AccountStateForm,
+    BatchOptionForm,
+    SearchForm,
+    UploadForm,
+    review_form_for,
+)
 
 USERS_PER_PAGE = 50
 # The review table's own columns; every other value of a row is listed in its details.
@@ -70,7 +77,7 @@ def index():
     condition = search_condition(term)
     if condition is not None:
         query = query.where(condition)
-    state = form.state.data if form.state.data in ("active", "blocked") else ""
+    state = form.state.data if form.state.data in ACCOUNT_STATES else ""
     if state:
         query = query.where(User.active == (state == "active"))
     users = db.paginate(query, page=page_number(request.args), per_page=USERS_PER_PAGE,

@@ -16,10 +16,9 @@ from ..models import Invitation, Language, User, utcnow
 from ..user_details import batch_names, profile_entries, sign_in, user_events
 from ..web import whole_number
 from . import bp
-from .forms import AccountStateForm, ResendForm
+from .forms import ACCOUNT_STATES, AccountStateForm, ResendForm
 
 MAX_SELECTED = 200  # a page of the list, with room to spare
-STATES = ("active", "blocked")  # the user list's filter
 
 
 @bp.get("/users/<int:user_id>")
@@ -69,8 +68,8 @@ def change_states():
     else:
         _change_states(form, users)
     return redirect(url_for(".index", q=form.q.data or None,
-                            state=form.state.data if form.state.data in STATES else None))
-
+                            state=form.state.data if form.state.data in ACCOUNT_STATES
+                            else None))
 
 
 def _change_states(form: AccountStateForm, users: list[User]) -> None:
