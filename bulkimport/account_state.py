@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from .audit_trail import record_event
 from .login_sessions import end_sessions_of
+from .lookups import CHUNK
 from .models import Invitation, User, utcnow
 from .security import new_session_epoch
 
@@ -52,11 +53,20 @@ def set_blocked(session: Session, actor_id: int, users: Iterable[User],
         record_event(session, "user_blocked" if blocked else "user_unblocked",
                      actor_id=actor_id, user_id=user.id)
     ids = [user.id for user in changed]
-    if blocked:
-        end_sessions_of(session, ids)
-    else:
-        session.execute(update(Invitation).where(
-            Invitation.user_id.in_(ids), Invitation.status == Invitation.QUEUED)
-            .values(next_attempt_at=now, enqueued_at=None, last_error=None)
-            .execution_options(synchronize_session=False))
+    after_state_change(session, blocked=ids if blocked else [],
+                       unblocked=[] if blocked else ids)
     return changed
+
+
+def after_state_change(session: Session, blocked: list[int], unblocked: list[int]) -> None:
+    """What follows a change of account state, however it was made (a page, a file): the
+    sessions of the `blocked` users end, and the waiting invitations of the `unblocked` ones
+    are due now (the caller wakes the mail queue after committing). The caller has raised the
+    blocked users' session epochs."""
+    end_sessions_of(session, blocked)
+    for start in range(0, len(unblocked), CHUNK):
+        session.execute(update(Invitation).where(
+            Invitation.user_id.in_(unblocked[start:start + CHUNK]),
+            Invitation.status == Invitation.QUEUED)
+            .values(next_attempt_at=utcnow(), enqueued_at=None, last_error=None)
+            .execution_options(synchronize_session=False))

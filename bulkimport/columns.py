@@ -23,6 +23,10 @@ STAND_IN = "example.com"  # replaces an allowed intranet domain while email-vali
 # The yes/no words of every yes/no cell: the change-password flag and yes/no profile fields.
 TRUE_WORDS = frozenset({"1", "yes", "y", "true"})
 FALSE_WORDS = frozenset({"0", "no", "n", "false"})
+# The words of an account state, as other systems write it: Google's Active/Suspended, Moodle's
+# suspended, AD's enabled/disabled.
+ACTIVE_WORDS = frozenset({"active", "enabled", "enable"})
+BLOCKED_WORDS = frozenset({"blocked", "block", "suspended", "disabled", "inactive", "locked"})
 
 _USERNAME = re.compile(r"^[^\W_][\w.@-]*$")
 LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})?$")
@@ -63,9 +67,12 @@ class Column:
     updatable: bool = False
     exported: bool = False
     flag: bool = False  # a yes/no column: exported as 1/0
+    words: tuple[str, str] | None = None  # how a yes/no value is shown and exported: (yes, no)
 
     def export_value(self, value: Any) -> str:
         """The stored `value` as the export writes it, in the form the import reads back."""
+        if self.words:
+            return self.words[0] if value else self.words[1]
         if self.flag:
             return "1" if value else "0"
         return "" if value is None else str(value)
@@ -187,6 +194,39 @@ def _clean_change_password(value: str, _context: CheckContext) -> tuple[Any, lis
     return answer, []
 
 
+def account_state(word: str) -> bool | None:
+    """True (active) or False (blocked) for an account-state word or a yes/no word meaning
+    "active" (any case), None for anything else."""
+    word = word.lower()
+    if word in ACTIVE_WORDS:
+        return True
+    return False if word in BLOCKED_WORDS else yes_no(word)
+
+
+def _clean_account_state(value: str, _context: CheckContext) -> tuple[Any, list[str]]:
+    if value == "":
+        return None, []  # the stored value stays (a new user is active)
+    active = account_state(value)
+    if active is None:
+        return value, [f"Account state is “{value}”; use Active or Blocked (yes/no, true/false "
+                       "and 1/0 also work, yes meaning active), or leave it empty."]
+    return active, []
+
+
+def _clean_blocked(value: str, _context: CheckContext) -> tuple[Any, list[str]]:
+    """A column that says whether the account is blocked (Entra's Block sign in, Moodle's
+    suspended): cleaned into the account state (True = active), yes meaning blocked."""
+    if value == "":
+        return None, []
+    active = account_state(value)
+    if active is None:
+        return value, [f"Blocked is “{value}”; use yes or no (true/false and 1/0 also work, yes "
+                       "meaning blocked), or leave it empty."]
+    # "yes" means blocked here; the state words (Active, Suspended) keep their own meaning
+    word = value.lower()
+    return (not active if word not in ACTIVE_WORDS | BLOCKED_WORDS else active), []
+
+
 def _clean_language(value: str, _context: CheckContext) -> tuple[Any, list[str]]:
     if value and not LANGUAGE_CODE.match(value):
         return value, [f"language “{value}” is not a language code such as en, fr or pt_BR."]
@@ -217,6 +257,14 @@ COLUMNS: tuple[Column, ...] = (
            ("mustchangepassword", "forcepasswordchange", "changepasswordatnextsignin",
             "changepasswordatnextlogon", "forcechangepassword"),
            compared=True, updatable=True, exported=True, flag=True),
+    Column("active", "Account state", _clean_account_state,
+           ("accountstate", "accountstatus", "status", "newstatus", "enabled", "accountenabled",
+            "isactive"),
+           compared=True, updatable=True, exported=True, words=("Active", "Blocked")),
+    # Yes means blocked: read into the account state (validation turns it round).
+    Column("blocked", "Blocked (yes = cannot log in)", _clean_blocked,
+           ("isblocked", "suspended", "issuspended", "blocksignin", "disabled",
+            "accountdisabled")),
     # Checked against the password policy with the whole row, then sealed (see validation).
     Column("password", "password", _as_is, ("userpass", "initialpassword", "pass", "pwd")),
 )

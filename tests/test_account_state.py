@@ -1,17 +1,25 @@
-"""Blocked accounts (issue 15, points 1 and 3): a blocked user cannot log in and their open
+"""Blocked accounts (issue 15, points 1 to 3): a blocked user cannot log in and their open
 session ends; their invitations wait and go out once unblocked, or fail at the end of the
 give-up window; administrators block and unblock from the user's page and from the list, never
-their own account nor the last active administrator; every change is audited with its actor."""
+their own account nor the last active administrator; every change is audited with its actor.
+A file sets the state on add and on update in every system's spelling, the right way round,
+and the export carries it back unchanged."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from conftest import (
     ADMIN_PASSWORD,
     USER_PASSWORD,
     add_user,
+    batch_id_of,
+    choose_all,
     import_file,
     login_admin,
+    sample,
+    upload,
     wait_for_jobs,
 )
 from sqlalchemy import select
@@ -21,7 +29,7 @@ from bulkimport.account_state import LAST_ADMIN, SELF, block_refusal, set_blocke
 from bulkimport.accounts import create_admin
 from bulkimport.extensions import db
 from bulkimport.mailing.sending import BLOCKED_WAITING
-from bulkimport.models import AuditEvent, Invitation, User
+from bulkimport.models import AuditEvent, ImportRow, Invitation, User
 
 BLOCKED = "This account is blocked. Ask an administrator to unblock it."
 
@@ -184,3 +192,131 @@ def test_an_invitation_still_blocked_at_the_end_of_its_window_fails_with_the_rea
         failed = db.session.get(Invitation, invitation_id)
         assert failed.last_error == "Not sent: the account was blocked until the sending gave up."
     assert handler.count_for("mail000@example.com") == 1
+
+
+# ----- point 2: the account state in a file, in every system's spelling ------------------------
+
+# (heading, cell, active afterwards): each spelling the right way round
+SPELLINGS = [
+    ("Account state", "Active", True), ("Account state", "Blocked", False),
+    ("Account state", "YES", True), ("Account state", "no", False),
+    ("active", "yes", True), ("active", "no", False), ("active", "true", True),
+    ("active", "false", False), ("active", "1", True), ("active", "0", False),
+    ("blocked", "yes", False), ("blocked", "no", True), ("blocked", "1", False),
+    ("suspended", "1", False), ("suspended", "0", True),
+    ("Status", "Active", True), ("Status", "Suspended", False),
+    ("New Status [UPLOAD ONLY]", "Suspended", False), ("New Status [UPLOAD ONLY]", "Active", True),
+    ("Block sign in", "Yes", False), ("Block sign in", "No", True),
+    ("Block sign in (Yes/No)", "Yes", False),
+    ("accountEnabled", "True", True), ("accountEnabled", "False", False),
+    ("enabled", "false", False), ("disabled", "TRUE", False), ("disabled", "false", True),
+]
+
+
+def state_file(heading: str, rows: list[tuple[str, str]]) -> bytes:
+    lines = [f"username,firstname,surname,email,{heading}"]
+    lines += [f"{name},{name.title()},Doe,{name}@example.com,{cell}" for name, cell in rows]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def states(app) -> dict[str, bool]:
+    with app.app_context():
+        return dict(db.session.execute(select(User.username, User.active)
+                                       .where(~User.is_admin)).all())
+
+
+@pytest.mark.parametrize(("heading", "cell", "active"), SPELLINGS,
+                         ids=[f"{h}={c}" for h, c, _ in SPELLINGS])
+def test_every_spelling_sets_the_state_on_add_and_on_update(app_factory, heading, cell, active):
+    app = app_factory()
+    admin = login_admin(app)
+    import_file(admin, state_file(heading, [("ann", cell)]))
+    assert states(app) == {"ann": active}
+    # and the other way round on an existing user, shown as a change
+    add_user(app, "bob", "bob@example.com", firstname="Bob", surname="Doe", active=not active)
+    response = upload(admin, state_file(heading, [("bob", cell)]))
+    review = admin.get(response.location).get_data(as_text=True)
+    old, new = ("Blocked", "Active") if active else ("Active", "Blocked")
+    assert f'Account state: <span class="old">{old}</span> → {new}' in review
+    choose_all(admin, batch_id_of(response), "update")
+    assert states(app)["bob"] is active
+
+
+@pytest.mark.parametrize(("heading", "cell", "message"), [
+    ("Account state", "maybe", "Account state is “maybe”; use Active or Blocked"),
+    ("blocked", "perhaps", "Blocked is “perhaps”; use yes or no"),
+    ("Status", "Deleted", "Account state is “Deleted”"),
+])
+def test_an_unknown_state_is_an_error_naming_the_line_and_field(app_factory, heading, cell,
+                                                                 message):
+    app = app_factory()
+    admin = login_admin(app)
+    response = upload(admin, state_file(heading, [("ann", "Active"), ("cat", cell)]))
+    review = admin.get(response.location).get_data(as_text=True)
+    row = re.search(r'<tr class="table-danger" data-line="3">.*?</tr>', review, re.S).group(0)
+    assert message in row
+    assert states(app) == {}
+
+
+def test_the_entra_sample_adds_the_blocked_sign_in_blocked(app_factory):
+    app = app_factory()
+    admin = login_admin(app)
+    batch_id = batch_id_of(upload(admin, sample("entra-bulk-create.csv"), generate=False))
+    choose_all(admin, batch_id, "add")
+    wait_for_jobs(app)
+    assert states(app) == {"marta.kowalczyk": True, "jonas.lindqvist": True,
+                           "aiko.tanaka": False}
+
+
+def test_the_export_carries_the_state_and_reads_back_unchanged(app_factory):
+    app = app_factory()
+    admin = login_admin(app)
+    import_file(admin, state_file("Account state", [("ann", "Active"), ("bob", "Blocked")]))
+    exported = admin.get("/admin/people/export?download=1").get_data().decode("utf-8-sig")
+    assert "Account state" in exported.splitlines()[0]
+    assert '"bob","Bob","Doe","bob@example.com","","0","Blocked"' in exported
+    batch_id = batch_id_of(upload(admin, exported.encode()))
+    with app.app_context():
+        proposed = list(db.session.scalars(select(ImportRow.proposed)
+                                           .where(ImportRow.batch_id == batch_id)))
+    assert proposed == ["nochange"] * 3  # boss, ann and bob
+
+
+def test_a_file_never_blocks_an_administrator(app_factory):
+    app = app_factory()
+    admin = login_admin(app)
+    response = upload(admin, state_file("Account state", [("ann", "Active")]).replace(
+        b"ann,Ann,Doe,ann@example.com", b"boss,Site,Administrator,boss@example.com")
+        .replace(b",Active", b",Blocked"))
+    review = admin.get(response.location).get_data(as_text=True)
+    row = re.search(r'<tr class="table-danger" data-line="2">.*?</tr>', review, re.S).group(0)
+    assert "administrators are changed one at a time" in row
+    with app.app_context():
+        assert db.session.scalar(select(User.active).where(User.username == "boss"))
+
+
+def test_blocking_by_file_ends_sessions_and_unblocking_releases_invitations(app_factory, smtp):
+    controller, handler = smtp
+    app = app_factory(**mail_config(controller))
+    admin = login_admin(app)
+    import_file(admin, make_csv(2))
+    drain(app)
+    mail0 = user_id(app, "mail000")
+    mail0_client, _ = log_in(app, "mail000", handler.last_password("mail000@example.com"))
+    assert mail0_client.get("/account").status_code == 200
+    import_file(admin, state_file("Block sign in", [("mail000", "Yes")])
+                .replace(b"Mail000,Doe", b"Given0,Family0"), "update")
+    assert states(app)["mail000"] is False
+    assert mail0_client.get("/account").status_code == 302  # the session ended with the import
+    with app.app_context():
+        invitation_id = db.session.scalar(select(Invitation.id).where(
+            Invitation.user_id == mail0))
+    admin.post("/admin/people/invitations/resend", data={"one": str(invitation_id),
+                                                         "confirm": "1"})
+    wait_for_jobs(app)
+    assert handler.count_for("mail000@example.com") == 1  # held while blocked
+    import_file(admin, state_file("Block sign in", [("mail000", "No")])
+                .replace(b"Mail000,Doe", b"Given0,Family0"), "update")
+    wait_for_jobs(app)
+    assert states(app)["mail000"] is True
+    assert handler.count_for("mail000@example.com") == 2  # released by the import

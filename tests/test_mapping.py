@@ -54,7 +54,7 @@ PRESETS = {
                "Block sign in (Yes/No) [accountEnabled] Required", "First name [givenName]",
                "Last name [surname]", "Job title [jobTitle]"],
               "a Microsoft Entra bulk-create template",
-              [FULL_NAME, "email", "password", "", "firstname", "surname", ""], True),
+              [FULL_NAME, "email", "password", "blocked", "firstname", "surname", ""], True),
     "microsoft-365": (["User Name", "First Name", "Last Name", "Display Name", "Job Title",
                        "Office Number"], "a Microsoft 365 admin centre template",
                       ["email", "firstname", "surname", "", "", ""], True),

@@ -321,14 +321,15 @@ def test_export_neutralises_formulas_and_filters_like_the_user_list(app, client)
     text = export(client)
     rows = list(csv.reader(io.StringIO(text)))
     assert rows[0] == ["username", "firstname", "surname", "email", "language",
-                       "Change password next time", "department", "desk", "start_date",
-                       "remote", "note"]
+                       "Change password next time", "Account state", "department", "desk",
+                       "start_date", "remote", "note"]
     by_name = {row[0]: row for row in rows[1:]}
-    assert by_name["zoe"][10] == "'=SUM(A1:A3)" and by_name["lukasz"][10] == "'+44 20 7946 0001"
-    assert by_name["yamada"][10] == "'@home" and by_name["lukasz"][7] == "'-7"
-    assert by_name["amir"][10] == "''quoted" and by_name["zoe"][7] == "1.5"
-    assert by_name["zoe"][8] == "2026-01-05" and by_name["lukasz"][6] == "Marketing"
-    assert by_name["yamada"][7] == "1234" and by_name["yamada"][9] == "no"
+    assert {row[6] for row in rows[1:]} == {"Active"}
+    assert by_name["zoe"][11] == "'=SUM(A1:A3)" and by_name["lukasz"][11] == "'+44 20 7946 0001"
+    assert by_name["yamada"][11] == "'@home" and by_name["lukasz"][8] == "'-7"
+    assert by_name["amir"][11] == "''quoted" and by_name["zoe"][8] == "1.5"
+    assert by_name["zoe"][9] == "2026-01-05" and by_name["lukasz"][7] == "Marketing"
+    assert by_name["yamada"][8] == "1234" and by_name["yamada"][10] == "no"
     filtered = list(csv.reader(io.StringIO(export(client, q="ZOË", columns=["username",
                                                                                 "desk"]))))
     assert filtered == [["username", "desk"], ["zoe", "1.5"]]
@@ -339,7 +340,7 @@ def test_blank_template_gives_the_headings_only(app, client):
     response = client.get("/admin/people/export", query_string={"blank": "1"})
     text = response.get_data().decode("utf-8-sig")
     assert text == ('"username","firstname","surname","email","language",'
-                    '"Change password next time","department"\r\n')
+                    '"Change password next time","Account state","department"\r\n')
     assert "Download blank template" in client.get("/admin/people/import").get_data(as_text=True)
 
 

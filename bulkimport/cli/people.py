@@ -114,7 +114,7 @@ def import_command(file: Path, dry_run: bool, generate_passwords: bool, actions:
                f"skipped; {result['invitations']} invitation e-mails queued.")
     if results:
         _write_results(session.get(ImportBatch, batch.id), results)
-    if result["invitations"] and current_app.config["REDIS_URL"]:
+    if (result["invitations"] or result["unblocked"]) and current_app.config["REDIS_URL"]:
         wake()  # without Redis, the web application's sweeper sends them
 
 

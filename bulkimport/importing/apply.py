@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
+from ..account_state import after_state_change
 from ..columns import BY_KEY, UPDATABLE
 from ..lookups import CHUNK, matching
 from ..models import (
@@ -188,6 +189,10 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
             session.execute(update(User), changes[start:start + WRITE_CHUNK])
             done += len(changes[start:start + WRITE_CHUNK])
     _write_profile_values(session, batch, adds, updates, report)
+    states = {row.user_id: row.changes["active"][1] for row in updates
+              if "active" in (row.changes or {})}
+    after_state_change(session, blocked=[i for i, active in states.items() if not active],
+                       unblocked=[i for i, active in states.items() if active])
     session.flush()
 
     invitations = 0
@@ -212,7 +217,8 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
     errors = batch.counts[ImportRow.ERROR]
     result = {"added": len(adds), "updated": len(updates),
               "skipped": batch.counts["total"] - len(adds) - len(updates) - errors,
-              "errors": errors, "invitations": invitations}
+              "errors": errors, "invitations": invitations,
+              "unblocked": sum(1 for active in states.values() if active)}
     batch.status = ImportBatch.APPLIED
     batch.applied_at = now
     batch.result = result
@@ -304,7 +310,8 @@ def _new_user(row: Row, password_hash: str | None, now) -> dict:
         "email": values["email"], "email_key": fold_key(values["email"]),
         "language": values.get("language") or None,
         "must_change_password": bool(values.get("must_change_password")),
-        "password_hash": password_hash, "is_admin": False, "active": True,
+        "password_hash": password_hash, "is_admin": False,
+        "active": values.get("active") is not False,  # active unless the file blocks it
         "created_at": now, "updated_at": now,
     }
 
@@ -324,6 +331,8 @@ def _update_groups(rows: list[Row], hashes: dict[int, str], now):
         if row.id in hashes:  # a new password from the file: old sessions and e-mails end
             change.update(password_hash=hashes[row.id], temp_password_expires_at=None,
                           session_epoch=new_session_epoch())
+        if change.get("active") is False:  # blocked: every session ends
+            change["session_epoch"] = new_session_epoch()
         groups.setdefault(tuple(sorted(change)), []).append(change)
     return groups.values()
 

@@ -69,7 +69,8 @@ PRESETS: tuple[Preset, ...] = (
     Preset("a Microsoft Entra bulk-create template",
            frozenset({"userprincipalname", "passwordprofile"}),
            {"userprincipalname": "email", "displayname": FULL_NAME, "passwordprofile": "password",
-            "accountenabled": NOT_IMPORTED},
+            # the template's column is "Block sign in (Yes/No)", whatever its attribute says
+            "accountenabled": "blocked"},
            by_attribute=True),
     Preset("a Google Workspace bulk-upload file",
            frozenset({"firstname", "lastname", "orgunitpath"}), {}),

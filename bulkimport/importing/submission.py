@@ -73,7 +73,7 @@ def submit_batch(batch: ImportBatch) -> str:
     result = apply_batch(batch.id, inline=True)
     if result is None:
         return "already"
-    if result["invitations"]:
+    if result["invitations"] or result["unblocked"]:
         wake()
     return "applied"
 
@@ -161,7 +161,7 @@ def apply_batch_job(batch_id: int) -> None:
         live_progress.clear(batch_id)
     if result is None:  # a second job for the same batch (a re-enqueue after a lost job)
         log.info("Batch %s is not waiting to be applied by this job; nothing to do", batch_id)
-    elif result["invitations"]:
+    elif result["invitations"] or result["unblocked"]:
         wake()
 
 

@@ -35,7 +35,9 @@ from .reader import FileProblem, Table
 
 # What a file may not change of an administrator: with them, one administrator could take over
 # another's account (set the password or the reset address, then log in as them).
-ADMIN_CREDENTIALS = frozenset({"username", "email", "password"})
+# Blocking is among them: an administrator is never blocked by a file (neither oneself nor the
+# last active one), only on their own page, where the guards of `account_state` apply.
+ADMIN_CREDENTIALS = frozenset({"username", "email", "password", "active"})
 ADMIN_CHANGE_REFUSED = ("administrators are changed one at a time, by themselves or on their "
                         "own page.")
 
@@ -220,6 +222,10 @@ def _check_row(record, columns: dict[str, int], headings: list[str], context: Ch
         if name in BY_KEY:
             values[name], problems = BY_KEY[name].clean(values[name], context)
             row.errors.extend(problems)
+    if "blocked" in values:  # cleaned into the account state, yes meaning blocked
+        blocked_column_state = values.pop("blocked")
+        if values.get("active") is None:
+            values["active"] = blocked_column_state
     row.username = values.get("username") or ""
     row.values = values
     return row
@@ -248,7 +254,8 @@ def _mark_duplicates(rows: list[RowPlan]) -> None:
 def _existing_users(session: Session, keys: set[str]) -> dict[str, dict[str, Any]]:
     found = {}
     columns = (User.id, User.username_key, User.username, User.firstname, User.surname,
-               User.email, User.language, User.must_change_password, User.is_admin)
+               User.email, User.language, User.must_change_password, User.active,
+               User.is_admin)
     for condition in matching(session, User.username_key, keys):
         for row in session.execute(select(*columns).where(condition)):
             found[row.username_key] = row._asdict()
