@@ -12,9 +12,11 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from ..columns import HEADING_ALIASES, label, normalise_heading
 from ..csvfiles import csv_lines
 from ..extensions import db
 from ..importing.apply import ApplyError, result_message
+from ..importing.defaults import check_defaults
 from ..importing.mapping import Mapping, MappingProblem
 from ..importing.reader import DELIMITERS, WORKBOOK, FileProblem
 from ..importing.staging import UploadOptions, rows_query, save_choices, stage_upload
@@ -37,6 +39,21 @@ def _actions(_ctx, _param, value: str) -> tuple[str, ...]:
     if unknown or not chosen:
         raise click.BadParameter("use add, update or add,update")
     return chosen
+
+
+def _defaults(settings: tuple[str, ...]) -> dict[str, str]:
+    """The --default settings by key: a standard column by its name, label or an alias, a
+    profile field by its name; a setting without "=" stops the command."""
+    defaults = {}
+    for setting in settings:
+        name, equals, value = setting.partition("=")
+        if not equals or not name.strip():
+            click.echo(f"Error: --default “{setting}” must be FIELD=VALUE.", err=True)
+            sys.exit(1)
+        key = HEADING_ALIASES.get(normalise_heading(name), name.strip())
+        if value.strip():
+            defaults[key] = value.strip()
+    return defaults
 
 
 def _owner(username: str | None) -> User:
@@ -68,6 +85,10 @@ def _owner(username: str | None) -> User:
 @click.option("--update-passwords", is_flag=True,
               help="Also set the file's passwords of existing users (else they are for new "
                    "users only).")
+@click.option("--default", "default_settings", multiple=True, metavar="FIELD=VALUE",
+              help="A value for every row that has no such column or an empty cell "
+                   "(repeatable): \"Change password next time=yes\", language=fr, "
+                   "\"Account state=Blocked\", or a profile field's name.")
 @click.option("--results", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Write the results CSV (line, username, action, outcome, message) here.")
 @click.option("--as", "as_user", default=None,
@@ -75,15 +96,22 @@ def _owner(username: str | None) -> User:
 def import_command(file: Path, dry_run: bool, generate_passwords: bool, actions: tuple[str, ...],
                    encoding: str | None, delimiter: str | None, clear_empty: bool,
                    map_settings: tuple[str, ...], sheet: str | None, update_passwords: bool,
-                   results: Path | None, as_user: str | None) -> None:
+                   default_settings: tuple[str, ...], results: Path | None,
+                   as_user: str | None) -> None:
     """Import users from FILE exactly as the web form would; nothing is written when a row is
     in error."""
     session = db.session
     owner = _owner(as_user)
+    defaults = _defaults(default_settings)
+    problems = check_defaults(session, defaults)
+    if problems:
+        for key, problem in problems.items():
+            click.echo(f"Error: --default {label(key)}: {problem}", err=True)
+        sys.exit(1)
     options = UploadOptions(generate_passwords, encoding,
                             DELIMITER_NAMES[delimiter] if delimiter else None, clear_empty,
                             update_passwords, sheet, map_settings=map_settings,
-                            ask_unresolved=False, wording=CLI)
+                            ask_unresolved=False, wording=CLI, defaults=defaults)
     try:
         batch = stage_upload(session, owner.id, file.name, file.read_bytes(), options)
     except (FileProblem, LookupError, MappingProblem) as problem:
@@ -139,6 +167,10 @@ def _describe(batch: ImportBatch) -> None:
         for heading, target in zip(mapping.headings, mapping.targets, strict=True)))
     for said in mapping.derived:
         click.echo(f"Derived: {said}.")
+    if notes.get("defaults"):
+        click.echo("Defaults: " + "; ".join(f"{column_label(key)}: {value}" for key, value
+                                            in notes["defaults"].items())
+                   + " (where a row has no such column or an empty cell).")
     if mapping.not_imported:
         click.echo("Not imported: " + ", ".join(mapping.not_imported)
                    + " (map one with --map \"HEADING=field\").")

@@ -263,7 +263,9 @@ def _write_profile_values(session: Session, batch: ImportBatch, adds: list[Row],
                           updates: list[Row], report: Progress) -> None:
     """Store the custom profile values of the added users and the changed values of the updated
     ones (a changed value is deleted, then inserted unless it was cleared)."""
-    names = {c["field"] for c in batch.columns if c["field"]} - {*BY_KEY, FULL_NAME}
+    defaulted = set((batch.notes or {}).get("defaults", {}))
+    names = ({c["field"] for c in batch.columns if c["field"]} | defaulted) \
+        - {*BY_KEY, FULL_NAME}
     if not names:
         return
     fields = {f.name: f for f in session.scalars(select(ProfileField).where(

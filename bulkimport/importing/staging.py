@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -72,6 +72,8 @@ class UploadOptions:
     sheet: str | None = None  # a workbook's sheet (the first by default)
     mapping: Mapping | None = None  # the administrator's mapping; None: preset, saved or headings
     map_settings: tuple[str, ...] = ()  # the CLI's --map settings, applied over the proposal
+    # Values for what rows leave out (see `importing.defaults`), as cells: {key: text}.
+    defaults: dict[str, str] = field(default_factory=dict)
     # The web asks about columns nobody recognised; the CLI leaves them out (and says so).
     ask_unresolved: bool = True
     wording: Wording = WEB
@@ -112,7 +114,8 @@ def replan(session: Session, batch: ImportBatch, **changes: Any) -> None:
     chosen = batch.notes or {}  # what the administrator forced, rather than what was detected
     options = UploadOptions(batch.generate_passwords, chosen.get("encoding_chosen"),
                             chosen.get("delimiter_chosen"), batch.clear_empty,
-                            batch.update_passwords, batch.sheet, mapping)
+                            batch.update_passwords, batch.sheet, mapping,
+                            defaults=chosen.get("defaults", {}))
     for name, value in changes.items():
         setattr(options, name, value)
     if "encoding" in changes or "sheet" in changes:
@@ -177,6 +180,8 @@ def plan_into(session: Session, batch: ImportBatch, data: bytes, options: Upload
                      for h, f in zip(table.headings, table.fields, strict=True)]
     notes: dict[str, Any] = {"encoding_chosen": options.encoding,
                              "delimiter_chosen": options.delimiter}
+    if options.defaults:
+        notes["defaults"] = options.defaults
     if table.skipped_first_line:
         notes["skipped_first_line"] = True
     if len(table.sheets) > 1:
@@ -196,7 +201,8 @@ def plan_into(session: Session, batch: ImportBatch, data: bytes, options: Upload
                           allowed_domains=config["ALLOWED_EMAIL_DOMAINS"],
                           secret_key=config["SECRET_KEY"], clear_empty=options.clear_empty,
                           fields=fields, update_passwords=options.update_passwords,
-                          wording=options.wording, progress=progress)
+                          wording=options.wording, progress=progress,
+                          defaults=options.defaults)
     except PasswordColumnConflict as conflict:
         if not options.ask_unresolved:
             raise
@@ -208,6 +214,14 @@ def plan_into(session: Session, batch: ImportBatch, data: bytes, options: Upload
 
 
 MAP_HINT = " Name a column's field with --map \"HEADING=field\"."
+
+
+def _stored_values(row) -> dict | None:
+    """A row's values as staged, with the keys derived by the mapping and filled by a default
+    (for the review to mark them)."""
+    marks = {name: list(keys) for name, keys in (("_derived", row.derived),
+                                                   ("_defaulted", row.defaulted)) if keys}
+    return ({**row.values, **marks} if marks else row.values) or None
 
 
 def _empty_counts(total: int) -> dict[str, int]:
@@ -244,7 +258,7 @@ def insert_rows(session: Session, batch: ImportBatch, plan: Plan | None,
             {"batch_id": batch.id, "line": r.line, "end_line": r.end_line,
              "username": r.username[:255], "proposed": r.action, "choice": ImportRow.SKIP,
              "user_id": r.user_id,
-             "values": ({**r.values, "_derived": r.derived} if r.derived else r.values) or None,
+             "values": _stored_values(r),
              "changes": r.changes or None, "errors": r.errors or None,
              # the cells as uploaded, only for `Download rows with errors`
              "raw": (_stored_cells(r.raw, has_passwords, secret_key)

@@ -30,6 +30,7 @@ from ..models import ImportRow, PasswordPolicy, ProfileField, ProfileValue, User
 from ..password_policy import check_password, failure_messages, load_policy
 from ..profile import active_fields, parse_value, values_of
 from ..security import seal_password
+from .defaults import fill_defaults
 from .mapping import FULL_NAME, Mapping, derive
 from .reader import FileProblem, Table
 
@@ -95,6 +96,7 @@ class RowPlan:
     password_missing: str | None = None  # the error of a new user without a password
     password_ignored: bool = False  # an existing user's password in the file, left alone
     derived: tuple[str, ...] = ()  # keys the mapping filled in (shared empty: 100,000 rows)
+    defaulted: tuple[str, ...] = ()  # keys a default of the upload form filled in
 
 
 @dataclass
@@ -133,13 +135,15 @@ def plan_table(
     update_passwords: bool = False,
     wording: Wording = WEB,
     progress: Progress | None = None,
+    defaults: dict[str, str] | None = None,
 ) -> Plan:
     """Validate every row of `table` and propose an action for it against the users in the
     database; raises FileProblem when an option makes the whole file unusable. `fields` are the
     active custom profile fields (loaded when None); `clear_empty` makes an empty cell of an
     optional column clear the stored value; `update_passwords` sets the file's passwords of
     existing users too (else they are for new users only). `progress(stage, done, total)` is
-    told how far the checks are, for a background reading's progress page."""
+    told how far the checks are, for a background reading's progress page. `defaults` fill
+    what a row leaves out (see `importing.defaults`)."""
     notes: dict[str, Any] = {}
     password_column = table.column("password")
     if password_column is not None and not any(
@@ -160,10 +164,11 @@ def plan_table(
     for done, record in enumerate(table.records):
         if done % PROGRESS_EVERY == 0:
             report(CHECKING, done, total)
-        rows.append(_check_row(record, columns, table.headings, context, table.mapping))
+        rows.append(_check_row(record, columns, table.headings, context, table.mapping,
+                               defaults or {}))
     report(LOOKING_UP, 0, total)
     _check_languages(rows, language_codes(session))
-    custom = _custom_fields(table, session if fields is None else None, fields)
+    custom = _custom_fields(table, session if fields is None else None, fields, defaults or {})
     _check_custom_values(rows, custom)
     _mark_duplicates(rows)
     existing = _existing_users(session, {fold_key(r.values["username"]) for r in rows
@@ -187,7 +192,7 @@ def plan_table(
 
 
 def _check_row(record, columns: dict[str, int], headings: list[str], context: CheckContext,
-               mapping: Mapping | None) -> RowPlan:
+               mapping: Mapping | None, defaults: dict[str, str]) -> RowPlan:
     """Clean and check the cells of one record. Short rows are read with their missing trailing
     cells empty, except in a file with passwords, where a cell out of place could be one."""
     cells = record.cells
@@ -215,6 +220,7 @@ def _check_row(record, columns: dict[str, int], headings: list[str], context: Ch
                               "perhaps a quote is not closed.")
     if mapping is not None:
         row.derived = derive(values, mapping, full_name)
+    row.defaulted = tuple(fill_defaults(values, defaults)) or ()
     for name in REQUIRED:
         if not values.get(name):
             row.errors.append(f"{label(name)} is missing.")
@@ -302,11 +308,11 @@ class _CustomContext:
     has_language: bool
 
 
-def _custom_fields(table: Table, session: Session | None,
-                   fields: list[ProfileField] | None) -> dict[str, ProfileField]:
-    """The custom fields that columns of the file name, by name."""
+def _custom_fields(table: Table, session: Session | None, fields: list[ProfileField] | None,
+                   defaulted: Iterable[str] = ()) -> dict[str, ProfileField]:
+    """The custom fields that columns of the file name, or that a default fills, by name."""
     known = {f.name: f for f in (fields if fields is not None else active_fields(session))}
-    return {name: known[name] for name in table.fields if name in known}
+    return {name: known[name] for name in (*table.fields, *defaulted) if name in known}
 
 
 def _check_custom_values(rows: list[RowPlan], fields: dict[str, ProfileField]) -> None:

@@ -61,7 +61,23 @@ class UploadForm(FlaskForm):
     update_passwords = BooleanField("Also set the passwords of existing users")
     encoding = SelectField("Encoding", choices=ENCODINGS, default="")
     delimiter = SelectField("Delimiter", choices=DELIMITERS, default="")
+    # Defaults for what rows leave out; the profile fields' are read by name (`default_<name>`).
+    default_must_change_password = SelectField(
+        "Change password next time", default="", choices=[SelectChoice(v, t) for v, t in (
+            ("", "No default"), ("yes", "Yes"), ("no", "No"))])
+    default_language = SelectField("Language", default="", validate_choice=False)
+    default_active = SelectField(
+        "Account state", default="", choices=[SelectChoice(v, t) for v, t in (
+            ("", "No default"), ("Active", "Active"), ("Blocked", "Blocked"))])
     submit = SubmitField("Upload and review")
+
+    def defaults(self, fields: list, submitted) -> dict[str, str]:
+        """The defaults chosen, by key: the standard ones and each profile field's text."""
+        chosen = {"must_change_password": self.default_must_change_password.data,
+                  "language": self.default_language.data, "active": self.default_active.data}
+        chosen.update({f.name: submitted.get(f"default_{f.name}", "") for f in fields})
+        return {key: (value or "").strip() for key, value in chosen.items()
+                if (value or "").strip()}
 
 
 class ReviewForm(FlaskForm):

@@ -13,6 +13,7 @@ from flask import (
 )
 from flask_login import current_user
 from sqlalchemy import func, select
+from wtforms.fields.choices import SelectChoice
 
 from ..csvfiles import csv_lines
 from ..extensions import db
@@ -20,6 +21,7 @@ from ..import_results import SHOWS as CHANGED_SHOWS
 from ..import_results import changed_rows_query, changed_users
 from ..importing import live_progress
 from ..importing.apply import APPLY_STAGES, HASHING, INVITING, ApplyError, result_message
+from ..importing.defaults import check_defaults
 from ..importing.mapping import Mapping
 from ..importing.reader import FileProblem
 from ..importing.reading import (
@@ -46,9 +48,11 @@ from ..importing.staging import (
 )
 from ..importing.submission import submit_batch
 from ..invitation_history import latest_invitations
+from ..mailing.languages import languages as site_languages
 from ..mailing.sending import paused_reason
 from ..mailing.status import invitation_counts, latest_status_by_user, progress
 from ..models import ImportBatch, ImportRow, User
+from ..profile import active_fields
 from ..user_directory import search_condition
 from ..web import csv_response, form_status, page_number
 from . import bp
@@ -63,7 +67,8 @@ from .forms import (
 
 USERS_PER_PAGE = 50
 # The review table's own columns; every other value of a row is listed in its details.
-SHOWN_COLUMNS = frozenset({"username", "firstname", "surname", "email", "_derived"})
+SHOWN_COLUMNS = frozenset({"username", "firstname", "surname", "email", "_derived",
+                           "_defaulted"})
 
 
 @bp.get("")
@@ -94,11 +99,19 @@ def index():
 def upload():
     """Step 1 of the import: the upload form; a good file is staged and reviewed next."""
     form = UploadForm()
+    fields = active_fields(db.session)
+    form.default_language.choices = [SelectChoice("", "No default")] + [
+        SelectChoice(language.code, f"{language.name} ({language.code})")
+        for language in site_languages(db.session)]
+    problems = {}
     if form.validate_on_submit():
+        defaults = form.defaults(fields, request.form)
+        problems = check_defaults(db.session, defaults)
+    if form.validate_on_submit() and not problems:
         upload = form.file.data
         options = UploadOptions(form.generate_passwords.data, form.encoding.data or None,
                                 form.delimiter.data or None, form.clear_empty.data,
-                                form.update_passwords.data)
+                                form.update_passwords.data, defaults=defaults)
         purge_expired(db.session)
         data = upload.read()
         if reads_in_background(len(data)):  # a big file: read by a job, watched on a page
@@ -111,12 +124,23 @@ def upload():
         except FileProblem as problem:
             db.session.rollback()
             form.file.errors.append(problem.message)
-            return render_template("people/upload.html", form=form), form_status(form)
+            return _upload_page(form, fields, problems)
         _discard_surplus()
         if batch.needs_mapping:
             return redirect(url_for(".map_columns", batch_id=batch.id))
         return redirect(url_for(".review", batch_id=batch.id))
-    return render_template("people/upload.html", form=form), form_status(form)
+    return _upload_page(form, fields, problems)
+
+
+def _upload_page(form: UploadForm, fields: list, problems: dict[str, str]):
+    """The upload form, with the file's or the defaults' problems (422 when there are any)."""
+    for key, problem in problems.items():
+        target = getattr(form, f"default_{key}", None)
+        if target is not None:
+            target.errors = [*target.errors, problem]
+    status = 422 if problems else form_status(form)
+    return render_template("people/upload.html", form=form, fields=fields,
+                           problems=problems, submitted=request.form), status
 
 
 def _discard_surplus() -> None:
