@@ -369,9 +369,10 @@ def test_custom_field_import_export_and_reimport_without_changes(live_server, pa
     assert exported.startswith(b"\xef\xbb\xbf")
     lines = list(csv.reader(io.StringIO(exported.decode("utf-8-sig"))))
     assert lines[0] == ["username", "firstname", "surname", "email", "language",
-                        "Change password next time", "department"]
-    assert ["rkhan", "Rahul", "Khan", "rahul.khan@example.com", "en", "0", "Finance"] in lines
-    assert ["sdubois", "Sophie", "Dubois", "sophie.dubois@example.com", "fr", "0",
+                        "Change password next time", "Account state", "department"]
+    assert ["rkhan", "Rahul", "Khan", "rahul.khan@example.com", "en", "0", "Active",
+            "Finance"] in lines
+    assert ["sdubois", "Sophie", "Dubois", "sophie.dubois@example.com", "fr", "0", "Active",
             "Marketing"] in lines
 
     import_file("users.csv", exported)
