@@ -112,8 +112,8 @@ class Plan:
         that were short of trailing cells, rows in error only for want of a password, and rows
         of existing users whose file password was left alone."""
         counts = {ImportRow.ADD: 0, ImportRow.UPDATE: 0, ImportRow.NOCHANGE: 0,
-                  ImportRow.ERROR: 0, ImportRow.MISSING: 0, "duplicate": 0, "short": 0,
-                  "need_password": 0, "password_ignored": 0, "total": len(self.rows)}
+                  ImportRow.ERROR: 0, "duplicate": 0, "short": 0, "need_password": 0,
+                  "password_ignored": 0, "total": len(self.rows)}
         for row in self.rows:
             counts[row.action] += 1
             counts["duplicate"] += row.duplicate
