@@ -53,6 +53,7 @@ _FLAG_PHRASES = {
     "blocked": "the password was right, but the account is blocked",
     "expired": "the temporary password had expired",
     "forced": "required before first use",
+    "missing_from_file": "missing from the imported file",
     "unknown_username": "no such account (what was typed is not kept)",
 }
 _SECRET_NAME = re.compile(r"(^|_)(password|passwords|hash|hashes|secret|token)$")

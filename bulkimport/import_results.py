@@ -12,8 +12,8 @@ from .columns import label
 from .lookups import matching
 from .models import ImportRow, Invitation, ProfileField, RowOutcome, User, fold_key
 
-CHANGED = (RowOutcome.ADDED, RowOutcome.UPDATED)
-SHOWS = ("changed", RowOutcome.ADDED.value, RowOutcome.UPDATED.value)
+CHANGED = (RowOutcome.ADDED, RowOutcome.UPDATED, RowOutcome.BLOCKED)
+SHOWS = ("changed", RowOutcome.ADDED.value, RowOutcome.UPDATED.value, RowOutcome.BLOCKED.value)
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,12 @@ class ChangedUser:
 
 
 def changed_rows_query(batch_id: int, show: str = "changed"):
-    """The select() of a batch's added and updated rows (or only one kind), in file order."""
-    outcomes = [show] if show in (RowOutcome.ADDED, RowOutcome.UPDATED) else list(CHANGED)
+    """The select() of a batch's added, updated and blocked rows (or only one kind), in file
+    order, the users missing from the file last."""
+    outcomes = [show] if show in CHANGED else list(CHANGED)
     return (select(ImportRow).where(ImportRow.batch_id == batch_id,
-                                    ImportRow.outcome.in_(outcomes)).order_by(ImportRow.line))
+                                    ImportRow.outcome.in_(outcomes))
+            .order_by(ImportRow.line, ImportRow.id))
 
 
 def changed_users(session: Session, batch_id: int, rows: list[ImportRow]) -> list[ChangedUser]:

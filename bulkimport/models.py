@@ -45,6 +45,8 @@ class RowAction(enum.StrEnum):
     NOCHANGE = "nochange"
     ERROR = "error"
     SKIP = "skip"
+    MISSING = "missing"  # an active user the file does not name (a leaver), when asked
+    BLOCK = "block"  # the choice for a missing user: block the account
 
 
 class RowOutcome(enum.StrEnum):
@@ -54,6 +56,7 @@ class RowOutcome(enum.StrEnum):
     UPDATED = "updated"
     SKIPPED = "skipped"
     ERROR = "error"
+    BLOCKED = "blocked"
 
 
 class InvitationStatus(enum.StrEnum):
@@ -255,7 +258,7 @@ class ImportRow(db.Model):
         Index("ix_import_rows_batch_proposed", "batch_id", "proposed"),
     )
 
-    ADD, UPDATE, NOCHANGE, ERROR, SKIP = RowAction
+    ADD, UPDATE, NOCHANGE, ERROR, SKIP, MISSING, BLOCK = RowAction
 
     id: Mapped[int] = mapped_column(primary_key=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("import_batches.id", ondelete="CASCADE"))

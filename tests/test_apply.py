@@ -109,7 +109,8 @@ def test_concurrent_submits_apply_once(app, admin):
     assert statuses == [302] * len(clients)
     assert count(app, User) == 51 and count(app, Invitation) == 50
     assert batch(app, batch_id).result == {"added": 50, "updated": 0, "skipped": 0,
-                                           "errors": 0, "invitations": 50, "unblocked": 0}
+                                           "errors": 0, "invitations": 50, "unblocked": 0,
+                                           "blocked": 0}
 
 
 def test_nothing_selected_is_refused(app, client):

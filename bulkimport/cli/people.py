@@ -15,11 +15,17 @@ from sqlalchemy import select
 from ..columns import HEADING_ALIASES, label, normalise_heading
 from ..csvfiles import csv_lines
 from ..extensions import db
-from ..importing.apply import ApplyError, result_message
+from ..importing.apply import ApplyError
 from ..importing.defaults import check_defaults
 from ..importing.mapping import Mapping, MappingProblem
 from ..importing.reader import DELIMITERS, WORKBOOK, FileProblem
-from ..importing.staging import UploadOptions, rows_query, save_choices, stage_upload
+from ..importing.staging import (
+    UploadOptions,
+    result_lines,
+    rows_query,
+    save_choices,
+    stage_upload,
+)
 from ..importing.submission import apply_batch
 from ..importing.validation import CLI
 from ..mailing.dispatch import wake
@@ -28,7 +34,7 @@ from ..user_directory import export_columns, export_rows
 from ..web import column_label, delimiter_name, encoding_name
 
 people_cli = AppGroup("people", help="Import and export users from the command line.")
-ACTIONS = (ImportRow.ADD, ImportRow.UPDATE)
+ACTIONS = (ImportRow.ADD, ImportRow.UPDATE, ImportRow.BLOCK)
 DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "bar": "|", **{
     d: d for d in DELIMITERS}}
 
@@ -37,7 +43,8 @@ def _actions(_ctx, _param, value: str) -> tuple[str, ...]:
     chosen = tuple(a.strip() for a in value.split(",") if a.strip())
     unknown = [a for a in chosen if a not in ACTIONS]
     if unknown or not chosen:
-        raise click.BadParameter("use add, update or add,update")
+        raise click.BadParameter("use add, update, block (with --list-missing) or a list such "
+                                 "as add,update,block")
     return chosen
 
 
@@ -85,6 +92,9 @@ def _owner(username: str | None) -> User:
 @click.option("--update-passwords", is_flag=True,
               help="Also set the file's passwords of existing users (else they are for new "
                    "users only).")
+@click.option("--list-missing", is_flag=True,
+              help="List the active users (not administrators) whom the file does not name; "
+                   "with --actions …,block, block them in the same transaction.")
 @click.option("--default", "default_settings", multiple=True, metavar="FIELD=VALUE",
               help="A value for every row that has no such column or an empty cell "
                    "(repeatable): \"Change password next time=yes\", language=fr, "
@@ -96,11 +106,15 @@ def _owner(username: str | None) -> User:
 def import_command(file: Path, dry_run: bool, generate_passwords: bool, actions: tuple[str, ...],
                    encoding: str | None, delimiter: str | None, clear_empty: bool,
                    map_settings: tuple[str, ...], sheet: str | None, update_passwords: bool,
-                   default_settings: tuple[str, ...], results: Path | None,
-                   as_user: str | None) -> None:
+                   list_missing: bool, default_settings: tuple[str, ...],
+                   results: Path | None, as_user: str | None) -> None:
     """Import users from FILE exactly as the web form would; nothing is written when a row is
     in error."""
     session = db.session
+    if ImportRow.BLOCK in actions and not list_missing:
+        click.echo("Error: --actions block blocks the users missing from the file: add "
+                   "--list-missing.", err=True)
+        sys.exit(1)
     owner = _owner(as_user)
     defaults = _defaults(default_settings)
     problems = check_defaults(session, defaults)
@@ -111,7 +125,8 @@ def import_command(file: Path, dry_run: bool, generate_passwords: bool, actions:
     options = UploadOptions(generate_passwords, encoding,
                             DELIMITER_NAMES[delimiter] if delimiter else None, clear_empty,
                             update_passwords, sheet, map_settings=map_settings,
-                            ask_unresolved=False, wording=CLI, defaults=defaults)
+                            ask_unresolved=False, wording=CLI, defaults=defaults,
+                            list_missing=list_missing)
     try:
         batch = stage_upload(session, owner.id, file.name, file.read_bytes(), options)
     except (FileProblem, LookupError, MappingProblem) as problem:
@@ -124,6 +139,12 @@ def import_command(file: Path, dry_run: bool, generate_passwords: bool, actions:
     click.echo(f"{file.name}: {counts['total']} rows: {counts['add']} to add, "
                f"{counts['update']} to update, {counts['nochange']} unchanged, "
                f"{counts['error']} in error.")
+    if list_missing:
+        missing = list(session.scalars(rows_query(batch.id, ImportRow.MISSING)
+                                       .with_only_columns(ImportRow.username).limit(21)))
+        shown = ", ".join(missing[:20]) + (", …" if len(missing) > 20 else "")
+        click.echo(f"Missing from the file: {counts.get('missing', 0)} active users"
+                   + (f" ({shown})" if missing else "") + ".")
     errors = list(session.scalars(rows_query(batch.id, ImportRow.ERROR)))
     for row in errors:
         click.echo(f"Line {row.line}: " + " ".join(row.errors or []), err=True)
@@ -140,6 +161,8 @@ def import_command(file: Path, dry_run: bool, generate_passwords: bool, actions:
     result = _apply(batch.id)
     click.echo(f"{result['added']} added, {result['updated']} updated, {result['skipped']} "
                f"skipped; {result['invitations']} invitation e-mails queued.")
+    if result.get("blocked"):
+        click.echo(f"{result['blocked']} users missing from the file blocked.")
     if results:
         _write_results(session.get(ImportBatch, batch.id), results)
     if (result["invitations"] or result["unblocked"]) and current_app.config["REDIS_URL"]:
@@ -209,15 +232,8 @@ def _apply(batch_id: int) -> dict:
 
 
 def _write_results(batch: ImportBatch, path: Path) -> None:
-    def rows():
-        yield ["line", "username", "action", "outcome", "message"]
-        for row in db.session.scalars(rows_query(batch.id, "all")):
-            action = row.choice if row.proposed != ImportRow.ERROR else "error"
-            yield [row.line, row.username, action, row.outcome,
-                   result_message(row, batch.generate_passwords)]
-
     with path.open("w", encoding="utf-8", newline="") as handle:
-        handle.writelines(csv_lines(rows()))
+        handle.writelines(csv_lines(result_lines(db.session, batch)))
 
 
 @people_cli.command("export")

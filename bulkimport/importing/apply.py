@@ -62,11 +62,12 @@ HASHING = "Hashing passwords"
 WRITING = "Writing users"  # committed when the writing transaction starts
 ADDING = "Adding users"
 UPDATING = "Updating users"
+BLOCKING = "Blocking users missing from the file"
 PROFILE = "Saving profile fields"
 INVITING = "Queueing invitations"
 AUDITING = "Recording the audit trail"
 FINISHING = "Recording the results"
-WRITING_STAGES = (ADDING, UPDATING, PROFILE, INVITING, AUDITING, FINISHING)
+WRITING_STAGES = (ADDING, UPDATING, BLOCKING, PROFILE, INVITING, AUDITING, FINISHING)
 APPLY_STAGES = (WAITING, HASHING, *WRITING_STAGES)
 
 
@@ -79,12 +80,14 @@ class NothingSelected(ApplyError):
 
 
 def selected_rows(session: Session, batch_id: int) -> list[Row]:
-    """The rows chosen for Add or Update, in file order: only the columns apply reads."""
+    """The rows chosen for Add, Update or Block, in file order (leavers last): only the columns
+    apply reads."""
     return list(session.execute(select(
         ImportRow.id, ImportRow.line, ImportRow.username, ImportRow.choice, ImportRow.user_id,
         ImportRow.values, ImportRow.changes).where(
         ImportRow.batch_id == batch_id,
-        ImportRow.choice.in_((ImportRow.ADD, ImportRow.UPDATE))).order_by(ImportRow.line)))
+        ImportRow.choice.in_((ImportRow.ADD, ImportRow.UPDATE, ImportRow.BLOCK)))
+        .order_by(ImportRow.line, ImportRow.id)))
 
 
 def claim(session: Session, batch: ImportBatch, to_status: str,
@@ -170,6 +173,7 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
     rows = selected_rows(session, batch.id)
     adds = [r for r in rows if r.choice == ImportRow.ADD]
     updates = [r for r in rows if r.choice == ImportRow.UPDATE]
+    blocks = [r for r in rows if r.choice == ImportRow.BLOCK]
     missing = [r for r in rows if r.values and r.values.get("password") and r.id not in hashes]
     if missing:
         raise ApplyError(f"Line {missing[0].line}: the password from the file was not hashed.")
@@ -188,9 +192,12 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
             report(UPDATING, done, len(updates))
             session.execute(update(User), changes[start:start + WRITE_CHUNK])
             done += len(changes[start:start + WRITE_CHUNK])
+    report(BLOCKING, 0, len(blocks))
+    blocked = _block_leavers(session, batch, blocks, now)
     _write_profile_values(session, batch, adds, updates, report)
     states = {row.user_id: row.changes["active"][1] for row in updates
               if "active" in (row.changes or {})}
+    states.update(dict.fromkeys(blocked, False))
     after_state_change(session, blocked=[i for i, active in states.items() if not active],
                        unblocked=[i for i, active in states.items() if active])
     session.flush()
@@ -218,13 +225,41 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
     result = {"added": len(adds), "updated": len(updates),
               "skipped": batch.counts["total"] - len(adds) - len(updates) - errors,
               "errors": errors, "invitations": invitations,
-              "unblocked": sum(1 for active in states.values() if active)}
+              "unblocked": sum(1 for active in states.values() if active),
+              "blocked": len(blocked)}
     batch.status = ImportBatch.APPLIED
     batch.applied_at = now
     batch.result = result
     batch.error = None
     session.flush()
     return result
+
+
+def _block_leavers(session: Session, batch: ImportBatch, blocks: list[Row], now) -> list[int]:
+    """Block the users missing from the file that the administrator chose (each still an
+    active user other than an administrator, checked inside the transaction), with an audit
+    event each; returns their ids. Their sessions end with the other blocked users'."""
+    if not blocks:
+        return []
+    ids = [row.user_id for row in blocks]
+    found = {}
+    for start in range(0, len(ids), CHUNK):
+        found.update(session.execute(select(User.id, User.is_admin).where(
+            User.id.in_(ids[start:start + CHUNK]))).all())
+    for row in blocks:
+        if row.user_id not in found:
+            raise ApplyError(f"The user “{row.username}” to block was deleted after this file "
+                             "was reviewed; nothing was written. Upload the file again.")
+        if found[row.user_id]:
+            raise ApplyError(f"“{row.username}” became an administrator after this file was "
+                             "reviewed and is not blocked by a file; nothing was written.")
+    session.execute(update(User), [{"id": user_id, "active": False, "updated_at": now,
+                                    "session_epoch": new_session_epoch()} for user_id in ids])
+    session.execute(insert(AuditEvent), [
+        {"created_at": now, "action": "user_blocked", "actor_id": batch.owner_id,
+         "user_id": user_id, "address": None,
+         "detail": {"batch_id": batch.id, "missing_from_file": True}} for user_id in ids])
+    return ids
 
 
 def _audit(session: Session, batch: ImportBatch, adds: list[Row], updates: list[Row],
@@ -388,6 +423,7 @@ def _record_outcomes(session: Session, batch_id: int) -> None:
     kept file."""
     outcome = case((ImportRow.choice == ImportRow.ADD, RowOutcome.ADDED.value),
                    (ImportRow.choice == ImportRow.UPDATE, RowOutcome.UPDATED.value),
+                   (ImportRow.choice == ImportRow.BLOCK, RowOutcome.BLOCKED.value),
                    (ImportRow.proposed == ImportRow.ERROR, RowOutcome.ERROR.value),
                    else_=RowOutcome.SKIPPED.value)
     session.execute(update(ImportRow).where(ImportRow.batch_id == batch_id)
@@ -402,8 +438,12 @@ def result_message(row: ImportRow, generate_passwords: bool) -> str:
         return "Added; invitation queued." if generate_passwords else "Added."
     if row.outcome == RowOutcome.UPDATED:
         return "Updated: " + ", ".join(sorted(row.changes or {})) + "."
+    if row.outcome == RowOutcome.BLOCKED:
+        return "Blocked: missing from the file."
     if row.outcome == RowOutcome.ERROR:
         return " ".join(row.errors or [])
     if row.proposed == ImportRow.NOCHANGE:
         return "No change."
+    if row.proposed == ImportRow.MISSING:
+        return "Missing from the file; left active."
     return "Skipped."

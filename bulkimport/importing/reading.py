@@ -43,7 +43,8 @@ def begin_reading(owner_id: int, filename: str, data: bytes, options: UploadOpti
         sheet=options.sheet, encoding=options.encoding or "", delimiter=options.delimiter or "",
         columns=[], counts={}, progress_stage=READING, progress_done=0, progress_total=0,
         notes={"encoding_chosen": options.encoding, "delimiter_chosen": options.delimiter,
-               **({"defaults": options.defaults} if options.defaults else {})})
+               **({"defaults": options.defaults} if options.defaults else {}),
+               **({"list_missing": True} if options.list_missing else {})})
     session = db.session
     session.add(batch)
     session.flush()
@@ -66,7 +67,8 @@ def read_upload_job(batch_id: int) -> None:
     options = UploadOptions(batch.generate_passwords, chosen.get("encoding_chosen"),
                             chosen.get("delimiter_chosen"), batch.clear_empty,
                             batch.update_passwords, batch.sheet,
-                            defaults=chosen.get("defaults", {}))
+                            defaults=chosen.get("defaults", {}),
+                            list_missing=bool(chosen.get("list_missing")))
 
     def progress(stage: str, done: int, total: int) -> None:
         # committed at once, so that the progress page sees it: through this session, which

@@ -23,10 +23,13 @@ from ..models import (
     ImportRow,
     ProfileField,
     UploadFile,
+    User,
+    fold_key,
     utcnow,
 )
 from ..profile import active_fields
 from ..security import seal_file, seal_password, unseal_file, unseal_password
+from .apply import result_message
 from .mapping import (
     FULL_NAME,
     NOT_IMPORTED,
@@ -49,9 +52,14 @@ from .validation import (
 APPLICABLE = {
     ImportRow.ADD: (ImportRow.ADD,),
     ImportRow.UPDATE: (ImportRow.UPDATE,),
-    ImportRow.SKIP: (ImportRow.ADD, ImportRow.UPDATE, ImportRow.NOCHANGE),
+    ImportRow.BLOCK: (ImportRow.MISSING,),
+    ImportRow.SKIP: (ImportRow.ADD, ImportRow.UPDATE, ImportRow.NOCHANGE, ImportRow.MISSING),
 }
-FILTERS = ("all", ImportRow.ADD, ImportRow.UPDATE, ImportRow.NOCHANGE, ImportRow.ERROR)
+FILTERS = ("all", ImportRow.ADD, ImportRow.UPDATE, ImportRow.NOCHANGE, ImportRow.ERROR,
+           ImportRow.MISSING)
+# The line of a leaver's row: the file has none, and the rows sort after the file's by line
+# (the indexed order of the review) and then by id.
+MISSING_LINE = 2**31 - 1
 ROWS_PER_PAGE = 100
 STAGE_CHUNK = 5000
 
@@ -74,6 +82,7 @@ class UploadOptions:
     map_settings: tuple[str, ...] = ()  # the CLI's --map settings, applied over the proposal
     # Values for what rows leave out (see `importing.defaults`), as cells: {key: text}.
     defaults: dict[str, str] = field(default_factory=dict)
+    list_missing: bool = False  # "Users missing from this file: list them" (leavers)
     # The web asks about columns nobody recognised; the CLI leaves them out (and says so).
     ask_unresolved: bool = True
     wording: Wording = WEB
@@ -115,7 +124,8 @@ def replan(session: Session, batch: ImportBatch, **changes: Any) -> None:
     options = UploadOptions(batch.generate_passwords, chosen.get("encoding_chosen"),
                             chosen.get("delimiter_chosen"), batch.clear_empty,
                             batch.update_passwords, batch.sheet, mapping,
-                            defaults=chosen.get("defaults", {}))
+                            defaults=chosen.get("defaults", {}),
+                            list_missing=bool(chosen.get("list_missing")))
     for name, value in changes.items():
         setattr(options, name, value)
     if "encoding" in changes or "sheet" in changes:
@@ -182,6 +192,8 @@ def plan_into(session: Session, batch: ImportBatch, data: bytes, options: Upload
                              "delimiter_chosen": options.delimiter}
     if options.defaults:
         notes["defaults"] = options.defaults
+    if options.list_missing:
+        notes["list_missing"] = True
     if table.skipped_first_line:
         notes["skipped_first_line"] = True
     if len(table.sheets) > 1:
@@ -266,7 +278,28 @@ def insert_rows(session: Session, batch: ImportBatch, plan: Plan | None,
             for r in plan.rows[start:start + STAGE_CHUNK]])
         if progress:
             progress(SAVING, min(start + STAGE_CHUNK, len(plan.rows)), len(plan.rows))
+    if (batch.notes or {}).get("list_missing"):
+        _insert_missing(session, batch, {fold_key(r.username) for r in plan.rows
+                                         if r.username})
 
+
+def _insert_missing(session: Session, batch: ImportBatch, named: set[str]) -> None:
+    """Stage a row for every active user other than an administrator whom the file does not
+    name, proposed as missing and on Skip until the administrator chooses Block."""
+    people = [person for person in session.execute(
+        select(User.id, User.username, User.username_key, User.firstname, User.surname,
+               User.email).where(User.active, ~User.is_admin).order_by(User.username_key))
+        if person.username_key not in named]
+    add_rows = insert(ImportRow).execution_options(render_nulls=True)
+    for start in range(0, len(people), STAGE_CHUNK):
+        session.execute(add_rows, [
+            {"batch_id": batch.id, "line": MISSING_LINE, "end_line": MISSING_LINE,
+             "username": p.username, "proposed": ImportRow.MISSING, "choice": ImportRow.SKIP,
+             "user_id": p.id, "values": {"firstname": p.firstname, "surname": p.surname,
+                                         "email": p.email},
+             "changes": None, "errors": None, "raw": None}
+            for p in people[start:start + STAGE_CHUNK]])
+    batch.counts = {**batch.counts, ImportRow.MISSING.value: len(people)}
 
 def _stored_cells(cells: list[str], has_passwords: bool, secret_key: str) -> list[str]:
     """The cells as stored: in a file with a password column the whole row is encrypted, since
@@ -326,7 +359,8 @@ def expire_batch(session: Session, batch: ImportBatch) -> None:
 
 def rows_query(batch_id: int, show: str):
     """The select() of a batch's rows under a review filter, in file order."""
-    query = select(ImportRow).where(ImportRow.batch_id == batch_id).order_by(ImportRow.line)
+    query = select(ImportRow).where(ImportRow.batch_id == batch_id).order_by(ImportRow.line,
+                                                                             ImportRow.id)
     if show != "all":
         query = query.where(ImportRow.proposed == show)
     return query
@@ -337,7 +371,7 @@ def choice_counts(session: Session, batch_id: int) -> dict[str, int]:
     query = (select(ImportRow.choice, func.count()).where(
         ImportRow.batch_id == batch_id, ImportRow.proposed != ImportRow.ERROR)
         .group_by(ImportRow.choice))
-    counts = {ImportRow.ADD: 0, ImportRow.UPDATE: 0, ImportRow.SKIP: 0}
+    counts = {ImportRow.ADD: 0, ImportRow.UPDATE: 0, ImportRow.BLOCK: 0, ImportRow.SKIP: 0}
     counts.update(dict(session.execute(query).all()))
     return counts
 
@@ -345,7 +379,7 @@ def choice_counts(session: Session, batch_id: int) -> dict[str, int]:
 def heading_states(batch: ImportBatch, chosen: dict[str, int]) -> dict[str, bool]:
     """Whether each column-heading checkbox shows as ticked: every row it applies to has it."""
     counts = batch.counts
-    applicable = {action: sum(counts[p] for p in proposed)
+    applicable = {action: sum(counts.get(p, 0) for p in proposed)
                   for action, proposed in APPLICABLE.items()}
     return {action: applicable[action] > 0 and chosen[action] == applicable[action]
             for action in APPLICABLE}
@@ -383,6 +417,17 @@ def save_choices(session: Session, batch: ImportBatch, headings: dict[str, tuple
         session.execute(update(ImportRow).where(
             ImportRow.batch_id == batch.id, ImportRow.id.in_(ids),
             ImportRow.proposed.in_(APPLICABLE[choice])).values(choice=choice))
+
+
+def result_lines(session: Session, batch: ImportBatch):
+    """The results CSV of an applied batch, as rows: line (empty for a user missing from the
+    file), username, action, outcome, message; never a password."""
+    yield ["line", "username", "action", "outcome", "message"]
+    query = rows_query(batch.id, "all").execution_options(yield_per=2000)
+    for row in session.scalars(query):
+        action = row.choice if row.proposed != ImportRow.ERROR else "error"
+        yield ["" if row.line == MISSING_LINE else row.line, row.username, action, row.outcome,
+               result_message(row, batch.generate_passwords)]
 
 
 def rows_with_errors(session: Session, batch: ImportBatch):

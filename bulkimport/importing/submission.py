@@ -52,10 +52,10 @@ def submit_batch(batch: ImportBatch) -> str:
     reason)."""
     session = db.session
     chosen = choice_counts(session, batch.id)
-    if not chosen["add"] and not chosen["update"]:
+    if not chosen["add"] and not chosen["update"] and not chosen["block"]:
         raise NothingSelected("No row is selected for Add or Update: tick Add or Update for the "
                               "rows to import (or a column heading to select them all).")
-    if needs_background(session, batch, chosen["add"] + chosen["update"]):
+    if needs_background(session, batch, chosen["add"] + chosen["update"] + chosen["block"]):
         if not claim(session, batch, ImportBatch.QUEUED):
             session.rollback()
             return "already"

@@ -57,6 +57,7 @@ class UploadForm(FlaskForm):
                      render_kw={"accept": ".csv,.txt,.tsv,.xlsx,.xlsm,text/csv,text/plain,"
                                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"})
     generate_passwords = BooleanField(GENERATE_LABEL)
+    list_missing = BooleanField("Users missing from this file: list them")
     clear_empty = BooleanField("Empty cells clear values")
     update_passwords = BooleanField("Also set the passwords of existing users")
     encoding = SelectField("Encoding", choices=ENCODINGS, default="")
@@ -86,9 +87,11 @@ class ReviewForm(FlaskForm):
 
     all_add = BooleanField("Add")
     all_update = BooleanField("Update")
+    all_block = BooleanField("Block")
     all_skip = BooleanField("Skip")
     was_all_add = HiddenField()
     was_all_update = HiddenField()
+    was_all_block = HiddenField()
     was_all_skip = HiddenField()
     # Set to "1" by the page's script, which mirrors a heading tick onto the visible radios:
     # then every visible radio is what the administrator sees and wants.

@@ -20,7 +20,7 @@ from ..extensions import db
 from ..import_results import SHOWS as CHANGED_SHOWS
 from ..import_results import changed_rows_query, changed_users
 from ..importing import live_progress
-from ..importing.apply import APPLY_STAGES, HASHING, INVITING, ApplyError, result_message
+from ..importing.apply import APPLY_STAGES, HASHING, INVITING, ApplyError
 from ..importing.defaults import check_defaults
 from ..importing.mapping import Mapping
 from ..importing.reader import FileProblem
@@ -41,6 +41,7 @@ from ..importing.staging import (
     heading_states,
     owned_batch,
     purge_expired,
+    result_lines,
     rows_query,
     rows_with_errors,
     save_choices,
@@ -51,7 +52,7 @@ from ..invitation_history import latest_invitations
 from ..mailing.languages import languages as site_languages
 from ..mailing.sending import paused_reason
 from ..mailing.status import invitation_counts, latest_status_by_user, progress
-from ..models import ImportBatch, ImportRow, User
+from ..models import ImportBatch, User
 from ..profile import active_fields
 from ..user_directory import search_condition
 from ..web import csv_response, form_status, page_number
@@ -111,7 +112,8 @@ def upload():
         upload = form.file.data
         options = UploadOptions(form.generate_passwords.data, form.encoding.data or None,
                                 form.delimiter.data or None, form.clear_empty.data,
-                                form.update_passwords.data, defaults=defaults)
+                                form.update_passwords.data, defaults=defaults,
+                                list_missing=form.list_missing.data)
         purge_expired(db.session)
         data = upload.read()
         if reads_in_background(len(data)):  # a big file: read by a job, watched on a page
@@ -286,16 +288,8 @@ def results_csv(batch_id: int):
     batch = _owned_batch(batch_id)
     if batch.status != ImportBatch.APPLIED:
         abort(404)
-    query = rows_query(batch.id, "all").execution_options(yield_per=2000)
-
-    def lines():
-        yield ["line", "username", "action", "outcome", "message"]
-        for row in db.session.scalars(query):
-            action = row.choice if row.proposed != ImportRow.ERROR else "error"
-            yield [row.line, row.username, action, row.outcome,
-                   result_message(row, batch.generate_passwords)]
-
-    return csv_response(csv_lines(lines()), f"results-{_stem(batch.filename)}.csv")
+    return csv_response(csv_lines(result_lines(db.session, batch)),
+                        f"results-{_stem(batch.filename)}.csv")
 
 
 def _stem(filename: str) -> str:

@@ -90,11 +90,12 @@
       boxes[box.getAttribute("data-select-all")] = box;
     });
     var counts = {};
-    ["add", "update", "skip"].forEach(function (action) {
+    var chosen = ["add", "update", "block"];  // what Skip is not (Block: users missing from the file)
+    chosen.concat(["skip"]).forEach(function (action) {
       var shown = document.querySelector("[data-selected=" + action + "]");
       counts[action] = shown ? parseInt(shown.textContent, 10) || 0 : 0;
     });
-    var total = counts.add + counts.update + counts.skip;
+    var total = counts.add + counts.update + counts.block + counts.skip;
     var previous = {};
     function remember() {
       form.querySelectorAll("input[type=radio]:checked").forEach(function (radio) {
@@ -102,7 +103,7 @@
       });
     }
     function show(changed) {
-      counts.skip = total - counts.add - counts.update;
+      counts.skip = total - counts.add - counts.update - counts.block;
       document.querySelectorAll("[data-selected]").forEach(function (el) {
         el.textContent = counts[el.getAttribute("data-selected")];
       });
@@ -111,7 +112,7 @@
         boxes[action].indeterminate = counts[action] > 0 && counts[action] < applicable;
       });
       var hint = document.getElementById("select-hint");
-      if (hint && counts.add + counts.update > 0) { hint.hidden = true; }
+      if (hint && counts.add + counts.update + counts.block > 0) { hint.hidden = true; }
       var note = document.getElementById("unsaved");
       if (note && changed) {
         note.textContent = "Not saved yet: press Submit or Save choices to apply it.";
@@ -137,14 +138,15 @@
             if (skip) { skip.checked = true; }
           }
         });
-        // Add and Update apply to different rows and may both be ticked; Skip excludes them.
+        // Add, Update and Block apply to different rows and may all be ticked; Skip excludes
+        // them.
         Object.keys(boxes).forEach(function (other) {
           var conflicting = (action === "skip") !== (other === "skip");
           if (other !== action && box.checked && conflicting) { boxes[other].checked = false; }
         });
         var applicable = parseInt(box.getAttribute("data-applicable"), 10) || 0;
         if (action === "skip") {
-          if (box.checked) { counts.add = 0; counts.update = 0; }
+          if (box.checked) { chosen.forEach(function (other) { counts[other] = 0; }); }
         } else {
           counts[action] = box.checked ? applicable : 0;
         }
