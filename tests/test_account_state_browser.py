@@ -66,6 +66,7 @@ def test_the_block_heading_counts_the_leavers(app_factory, live_server, page):  
     expect(selected).to_contain_text("0 to add, 0 to update, 0 to block, 5 to skip")
     select_all(page, "block")
     expect(selected).to_contain_text("0 to add, 0 to update, 2 to block, 3 to skip")
+    expect(page.locator("#chosen")).to_contain_text("2 to block, 3 to skip")  # the Submit bar
     page.get_by_role("radio", name="Skip cat").check()
     expect(selected).to_contain_text("1 to block, 4 to skip")
     select_all(page, "add")
