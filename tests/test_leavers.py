@@ -170,3 +170,18 @@ def test_the_command_line_lists_and_blocks_the_leavers(app_factory, tmp_path):
     assert states(app) == {"ann": True, "bob": False, "cat": False, "dan": False, "eve": True}
     assert '"","bob","block","blocked","Blocked: missing from the file."' in (
         tmp_path / "results.csv").read_text()
+
+
+def test_a_leaver_blocked_meanwhile_is_left_as_it_is(app_factory):
+    app, client = staff(app_factory)
+    batch_id = batch_id_of(upload_listing(client))
+    with app.app_context():
+        cat = db.session.scalar(select(User.id).where(User.username == "cat"))
+    client.post(f"/admin/people/users/{cat}/state", data={"block": "Block"})  # on its page
+    choose_all(client, batch_id, "block")
+    with app.app_context():
+        assert db.session.get(ImportBatch, batch_id).result["blocked"] == 1  # bob only
+        events = db.session.scalars(select(AuditEvent.detail).where(
+            AuditEvent.action == "user_blocked", AuditEvent.user_id == cat)).all()
+    assert events == [None]  # the page's event, no second one from the file
+    assert states(app) == {"ann": True, "bob": False, "cat": False, "dan": False}

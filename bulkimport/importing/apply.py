@@ -236,23 +236,28 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
 
 
 def _block_leavers(session: Session, batch: ImportBatch, blocks: list[Row], now) -> list[int]:
-    """Block the users missing from the file that the administrator chose (each still an
-    active user other than an administrator, checked inside the transaction), with an audit
-    event each; returns their ids. Their sessions end with the other blocked users'."""
+    """Block the users missing from the file that the administrator chose, with an audit event
+    each, and return their ids; checked inside the transaction: none may have become an
+    administrator, and one blocked meanwhile is left as it is. Their sessions end with the other
+    blocked users'."""
     if not blocks:
         return []
-    ids = [row.user_id for row in blocks]
-    found = {}
-    for start in range(0, len(ids), CHUNK):
-        found.update(session.execute(select(User.id, User.is_admin).where(
-            User.id.in_(ids[start:start + CHUNK]))).all())
+    chosen = [row.user_id for row in blocks]
+    found: dict[int, tuple[bool, bool]] = {}
+    for start in range(0, len(chosen), CHUNK):
+        found.update((user_id, (is_admin, active)) for user_id, is_admin, active in
+                     session.execute(select(User.id, User.is_admin, User.active).where(
+                         User.id.in_(chosen[start:start + CHUNK]))))
     for row in blocks:
         if row.user_id not in found:
             raise ApplyError(f"The user “{row.username}” to block was deleted after this file "
                              "was reviewed; nothing was written. Upload the file again.")
-        if found[row.user_id]:
+        if found[row.user_id][0]:
             raise ApplyError(f"“{row.username}” became an administrator after this file was "
                              "reviewed and is not blocked by a file; nothing was written.")
+    ids = [user_id for user_id in chosen if found[user_id][1]]
+    if not ids:
+        return []
     session.execute(update(User), [{"id": user_id, "active": False, "updated_at": now,
                                     "session_epoch": new_session_epoch()} for user_id in ids])
     session.execute(insert(AuditEvent), [
