@@ -146,13 +146,20 @@ def test_a_plain_user_cannot_block_anyone(app_factory, path):
         assert all(db.session.scalars(select(User.active)))
 
 
-def test_invitations_of_a_blocked_user_wait_and_go_out_when_unblocked(app_factory, smtp):
+@pytest.fixture
+def invited(app_factory, smtp):
+    """Two users invited through a real SMTP server: (app, admin client, SMTP handler, the id
+    of mail000)."""
     controller, handler = smtp
     app = app_factory(**mail_config(controller))
     admin = login_admin(app)
     import_file(admin, make_csv(2))
     drain(app)
-    mail0 = user_id(app, "mail000")
+    return app, admin, handler, user_id(app, "mail000")
+
+
+def test_invitations_of_a_blocked_user_wait_and_go_out_when_unblocked(invited):
+    app, admin, handler, mail0 = invited
     with app.app_context():
         invitation_id = db.session.scalar(select(Invitation.id).where(
             Invitation.user_id == mail0))
@@ -295,13 +302,8 @@ def test_a_file_never_blocks_an_administrator(app_factory):
         assert db.session.scalar(select(User.active).where(User.username == "boss"))
 
 
-def test_blocking_by_file_ends_sessions_and_unblocking_releases_invitations(app_factory, smtp):
-    controller, handler = smtp
-    app = app_factory(**mail_config(controller))
-    admin = login_admin(app)
-    import_file(admin, make_csv(2))
-    drain(app)
-    mail0 = user_id(app, "mail000")
+def test_blocking_by_file_ends_sessions_and_unblocking_releases_invitations(invited):
+    app, admin, handler, mail0 = invited
     mail0_client, _ = log_in(app, "mail000", handler.last_password("mail000@example.com"))
     assert mail0_client.get("/account").status_code == 200
     import_file(admin, state_file("Block sign in", [("mail000", "Yes")])
