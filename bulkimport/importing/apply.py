@@ -192,7 +192,8 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
             report(UPDATING, done, len(updates))
             session.execute(update(User), changes[start:start + WRITE_CHUNK])
             done += len(changes[start:start + WRITE_CHUNK])
-    report(BLOCKING, 0, len(blocks))
+    if blocks:
+        report(BLOCKING, 0, len(blocks))
     blocked = _block_leavers(session, batch, blocks, now)
     _write_profile_values(session, batch, adds, updates, report)
     states = {row.user_id: row.changes["active"][1] for row in updates

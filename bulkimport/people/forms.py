@@ -19,6 +19,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, NumberRange, ValidationError
 
+from ..columns import label
 from ..importing.staging import APPLICABLE, FILTERS
 from ..models import ImportRow
 from ..password_policy import MAX_LENGTH_RANGE, MIN_LENGTH_RANGE, TEMP_DAYS_RANGE
@@ -64,11 +65,11 @@ class UploadForm(FlaskForm):
     delimiter = SelectField("Delimiter", choices=DELIMITERS, default="")
     # Defaults for what rows leave out; the profile fields' are read by name (`default_<name>`).
     default_must_change_password = SelectField(
-        "Change password next time", default="", choices=[SelectChoice(v, t) for v, t in (
+        label("must_change_password"), default="", choices=[SelectChoice(v, t) for v, t in (
             ("", "No default"), ("yes", "Yes"), ("no", "No"))])
     default_language = SelectField("Language", default="", validate_choice=False)
     default_active = SelectField(
-        "Account state", default="", choices=[SelectChoice(v, t) for v, t in (
+        label("active"), default="", choices=[SelectChoice(v, t) for v, t in (
             ("", "No default"), ("Active", "Active"), ("Blocked", "Blocked"))])
     submit = SubmitField("Upload and review")
 

@@ -20,7 +20,7 @@ from ..extensions import db
 from ..import_results import SHOWS as CHANGED_SHOWS
 from ..import_results import changed_rows_query, changed_users
 from ..importing import live_progress
-from ..importing.apply import APPLY_STAGES, HASHING, INVITING, ApplyError
+from ..importing.apply import APPLY_STAGES, BLOCKING, HASHING, INVITING, ApplyError
 from ..importing.defaults import check_defaults
 from ..importing.mapping import Mapping
 from ..importing.reader import FileProblem
@@ -257,9 +257,12 @@ def result(batch_id: int):
     if batch.is_open and batch.status != ImportBatch.FAILED:
         return redirect(url_for(".review", batch_id=batch.id))
     if batch.status != ImportBatch.APPLIED:
-        # passwords come from the file, or invitations are queued: never both
-        stages = [s for s in APPLY_STAGES
-                  if s != (INVITING if not batch.generate_passwords else HASHING)]
+        # passwords come from the file, or invitations are queued: never both; leavers are
+        # blocked only when the file was read for them
+        skipped = {INVITING if not batch.generate_passwords else HASHING}
+        if not (batch.notes or {}).get("list_missing"):
+            skipped.add(BLOCKING)
+        stages = [s for s in APPLY_STAGES if s not in skipped]
         return render_template("people/result.html", batch=batch, stages=stages,
                                stage=live_progress.of_batch(batch))
     show = request.args.get("show")
