@@ -103,5 +103,15 @@ def check_every_page(page) -> list[str]:
 def check_last_page(page) -> None:
     """Wait for the check of the document `page` shows (none for a blank page, nor for a
     document whose policy forbids scripts: an e-mail shown on its own)."""
-    if page.url != "about:blank" and not page.scripts_disabled:
+    if page.url == "about:blank" or page.scripts_disabled:
+        return
+    from playwright.sync_api import Error
+
+    try:
         page.evaluate("() => window.__axeCheck && window.__axeCheck()")
+    except Error as error:  # the page was leaving (a form sent a moment ago): check the next
+        if "Execution context was destroyed" not in str(error):
+            raise
+        page.wait_for_load_state()
+        if not page.scripts_disabled:
+            page.evaluate("() => window.__axeCheck && window.__axeCheck()")

@@ -33,16 +33,19 @@ def test_a_blocked_sign_in_from_entra_is_refused_until_unblocked(live_server, pa
     expect(page.get_by_role("status")).to_contain_text("3 users added", timeout=60_000)
 
     page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
     log_in(page, live_server, "aiko.tanaka", "Cobalt-Willow-Drum-58")
     expect(page.get_by_text(BLOCKED)).to_be_visible()
 
     log_in(page, live_server, "boss", ADMIN_PASSWORD)
+    expect(page.get_by_text("Signed in as")).to_contain_text("boss")
     page.goto(f"{live_server}/admin/people?state=blocked")
     page.get_by_role("link", name="aiko.tanaka").first.click()
     expect(page.get_by_role("heading", name="Aiko Tanaka")).to_contain_text("Blocked")
     page.get_by_role("button", name="Unblock").click()
     expect(page.get_by_text("Unblocked aiko.tanaka")).to_be_visible()
     page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
     log_in(page, live_server, "aiko.tanaka", "Cobalt-Willow-Drum-58")
     expect(page.get_by_text("Signed in as")).to_contain_text("aiko.tanaka")
     assert page.problems == []
