@@ -3,7 +3,7 @@ stored values, and asking) and retire custom profile fields."""
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..extensions import db
@@ -71,9 +71,7 @@ def new_field():
 def edit_field(field_id: int):
     """Change a field. A rename or a type change first shows what happens to the stored values
     (converted, or lost when the new type cannot hold them) and asks for confirmation."""
-    field = db.session.get(ProfileField, field_id)
-    if field is None:
-        abort(404)
+    field = db.get_or_404(ProfileField, field_id)
     form = FieldForm(obj=field) if request.method == "GET" else FieldForm()
     if request.method == "GET":
         form.options.data = "\n".join(field.options)
@@ -104,9 +102,7 @@ def edit_field(field_id: int):
 @bp.post("/fields/<int:field_id>/retire")
 def retire_field(field_id: int):
     """Retire a field (its values are kept) or bring it back."""
-    field = db.session.get(ProfileField, field_id)
-    if field is None:
-        abort(404)
+    field = db.get_or_404(ProfileField, field_id)
     retire = request.form.get("retire") == "1"  # CSRFProtect has checked the token
     set_retired(db.session, field, retire, actor_id=current_user.id)
     db.session.commit()

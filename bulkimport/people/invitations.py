@@ -128,7 +128,4 @@ def _back_url(batch_id: int | None, user: User | None) -> str:
 
 def _batch(batch_id: int) -> ImportBatch:
     """Any administrator may follow any batch's invitations (reviews stay with their owner)."""
-    batch = db.session.get(ImportBatch, batch_id)
-    if batch is None:
-        abort(404)
-    return batch
+    return db.get_or_404(ImportBatch, batch_id)

@@ -178,9 +178,7 @@ def mappings():
 @bp.post("/mappings/<int:mapping_id>")
 def change_mapping(mapping_id: int):
     """Rename or delete one saved mapping."""
-    saved = db.session.get(SavedMapping, mapping_id)
-    if saved is None:
-        abort(404)
+    saved = db.get_or_404(SavedMapping, mapping_id)
     form = RenameMappingForm()
     if "delete" in request.form:
         if not DeleteMappingForm().validate_on_submit():

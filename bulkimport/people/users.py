@@ -24,9 +24,7 @@ MAX_SELECTED = 200  # a page of the list, with room to spare
 @bp.get("/users/<int:user_id>")
 def user_page(user_id: int):
     """One user's page; 404 for an unknown id."""
-    user = db.session.get(User, user_id)
-    if user is None:
-        abort(404)
+    user = db.get_or_404(User, user_id)
     invitations = list(db.session.scalars(
         select(Invitation).where(Invitation.user_id == user.id).order_by(Invitation.id.desc())))
     language = db.session.get(Language, user.language) if user.language else None
@@ -43,9 +41,7 @@ def user_page(user_id: int):
 @bp.post("/users/<int:user_id>/state")
 def change_state(user_id: int):
     """Block or unblock the user of this page."""
-    user = db.session.get(User, user_id)
-    if user is None:
-        abort(404)
+    user = db.get_or_404(User, user_id)
     form = AccountStateForm()
     if not form.validate_on_submit():
         abort(400)
