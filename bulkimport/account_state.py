@@ -48,8 +48,6 @@ def set_blocked(session: Session, actor_id: int, users: Iterable[User],
     for user in changed:
         user.active = not blocked
         user.updated_at = now
-        if blocked:
-            user.session_epoch = new_session_epoch()
         record_event(session, "user_blocked" if blocked else "user_unblocked",
                      actor_id=actor_id, user_id=user.id)
     ids = [user.id for user in changed]
@@ -59,10 +57,13 @@ def set_blocked(session: Session, actor_id: int, users: Iterable[User],
 
 
 def after_state_change(session: Session, blocked: list[int], unblocked: list[int]) -> None:
-    """What follows a change of account state, however it was made (a page, a file): the
-    sessions of the `blocked` users end, and the waiting invitations of the `unblocked` ones
-    are due now (the caller wakes the mail queue after committing). The caller has raised the
-    blocked users' session epochs."""
+    """What follows a change of account state, however it was made (a page, a file): every
+    session of the `blocked` users ends (a new session epoch, and their session rows gone), and
+    the waiting invitations of the `unblocked` ones are due now (the caller wakes the mail
+    queue after committing)."""
+    if blocked:
+        session.execute(update(User), [{"id": user_id, "session_epoch": new_session_epoch()}
+                                       for user_id in blocked])
     end_sessions_of(session, blocked)
     for start in range(0, len(unblocked), CHUNK):
         session.execute(update(Invitation).where(

@@ -240,7 +240,7 @@ def _block_leavers(session: Session, batch: ImportBatch, blocks: list[Row], now)
     """Block the users missing from the file that the administrator chose, with an audit event
     each, and return their ids; checked inside the transaction: none may have become an
     administrator, and one blocked meanwhile is left as it is. Their sessions end with the other
-    blocked users'."""
+    blocked users' (`after_state_change`)."""
     if not blocks:
         return []
     chosen = [row.user_id for row in blocks]
@@ -259,8 +259,8 @@ def _block_leavers(session: Session, batch: ImportBatch, blocks: list[Row], now)
     ids = [user_id for user_id in chosen if found[user_id][1]]
     if not ids:
         return []
-    session.execute(update(User), [{"id": user_id, "active": False, "updated_at": now,
-                                    "session_epoch": new_session_epoch()} for user_id in ids])
+    session.execute(update(User), [{"id": user_id, "active": False, "updated_at": now}
+                                   for user_id in ids])
     session.execute(insert(AuditEvent), [
         {"created_at": now, "action": "user_blocked", "actor_id": batch.owner_id,
          "user_id": user_id, "address": None,
@@ -374,8 +374,6 @@ def _update_groups(rows: list[Row], hashes: dict[int, str], now):
         if row.id in hashes:  # a new password from the file: old sessions and e-mails end
             change.update(password_hash=hashes[row.id], temp_password_expires_at=None,
                           session_epoch=new_session_epoch())
-        if change.get("active") is False:  # blocked: every session ends
-            change["session_epoch"] = new_session_epoch()
         groups.setdefault(tuple(sorted(change)), []).append(change)
     return groups.values()
 
