@@ -225,15 +225,19 @@ def client(app, admin):
 
 def upload(client, data: bytes, filename: str = "users.csv", *, generate: bool = True,
            encoding: str = "", delimiter: str = "", clear_empty: bool = False,
-           update_passwords: bool = False):
-    """POST a file to the upload form; returns the response (302 to the review when staged)."""
+           update_passwords: bool = False, list_missing: bool = False, **defaults: str):
+    """POST a file to the upload form; returns the response (302 to the review when staged).
+    `defaults` are the form's defaults for what rows leave out, by key."""
     import io
 
     form = {"file": (io.BytesIO(data), filename), "encoding": encoding, "delimiter": delimiter}
+    form.update({f"default_{key}": value for key, value in defaults.items()})
     if clear_empty:
         form["clear_empty"] = "y"
     if update_passwords:
         form["update_passwords"] = "y"
+    if list_missing:
+        form["list_missing"] = "y"
     if generate:
         form["generate_passwords"] = "y"
     return client.post("/admin/people/import", data=form, content_type="multipart/form-data")

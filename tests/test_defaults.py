@@ -5,11 +5,10 @@ review, and never put over a value the file gives."""
 
 from __future__ import annotations
 
-import io
 import re
 
 import pytest
-from conftest import batch_id_of, choose_all, login_admin, wait_for_jobs
+from conftest import batch_id_of, choose_all, login_admin, upload, wait_for_jobs
 from sqlalchemy import select
 from test_profile_fields import new_field, stored
 
@@ -36,9 +35,7 @@ def site(app_factory, **config):
 
 
 def upload_with(client, data: str, **defaults: str):
-    form = {"file": (io.BytesIO(data.encode()), "staff.csv"), "generate_passwords": "y"}
-    form.update({f"default_{key}": value for key, value in defaults.items()})
-    return client.post("/admin/people/import", data=form, content_type="multipart/form-data")
+    return upload(client, data.encode(), "staff.csv", **defaults)
 
 
 def accounts(app) -> dict[str, tuple]:

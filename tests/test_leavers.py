@@ -41,9 +41,7 @@ def staff(app_factory, **config):
 
 
 def upload_listing(client, data: str = FILE):
-    form = {"file": (io.BytesIO(data.encode()), "staff.csv"), "generate_passwords": "y",
-            "list_missing": "y"}
-    return client.post("/admin/people/import", data=form, content_type="multipart/form-data")
+    return upload(client, data.encode(), "staff.csv", list_missing=True)
 
 
 def states(app) -> dict[str, bool]:
