@@ -19,6 +19,8 @@ def check_defaults(session: Session, defaults: dict[str, str]) -> dict[str, str]
     """{key: why its default is not a value of its field}, for the defaults that are not;
     empty when all are. Keys are the standard columns of DEFAULTABLE and the active profile
     fields' names."""
+    if not defaults:
+        return {}
     fields = {field.name: field for field in active_fields(session)}
     problems = {}
     for key, value in defaults.items():

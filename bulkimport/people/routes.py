@@ -104,11 +104,10 @@ def upload():
     form.default_language.choices = [SelectChoice("", "No default")] + [
         SelectChoice(language.code, f"{language.name} ({language.code})")
         for language in site_languages(db.session)]
-    problems = {}
-    if form.validate_on_submit():
-        defaults = form.defaults(fields, request.form)
-        problems = check_defaults(db.session, defaults)
-    if form.validate_on_submit() and not problems:
+    submitted = form.validate_on_submit()
+    defaults = form.defaults(fields, request.form) if submitted else {}
+    problems = check_defaults(db.session, defaults)
+    if submitted and not problems:
         upload = form.file.data
         options = UploadOptions(form.generate_passwords.data, form.encoding.data or None,
                                 form.delimiter.data or None, form.clear_empty.data,
