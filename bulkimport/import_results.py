@@ -40,17 +40,17 @@ def changed_rows_query(batch_id: int, show: str = "changed"):
 
 
 def changed_users(session: Session, batch_id: int, rows: list[ImportRow]) -> list[ChangedUser]:
-    """These rows of the batch with their users: an updated row names its user; an added one
-    is found by its username (a user renamed since is not found)."""
+    """These rows of the batch with their users: an updated or blocked row names its user; an
+    added one is found by its username (a user renamed since is not found)."""
     keys = {fold_key(r.username) for r in rows if r.outcome == RowOutcome.ADDED}
     by_key: dict[str, User] = {}
     for condition in matching(session, User.username_key, keys):
         by_key.update((u.username_key, u) for u in session.scalars(select(User).where(condition)))
-    ids = {r.user_id for r in rows if r.outcome == RowOutcome.UPDATED and r.user_id}
+    ids = {r.user_id for r in rows if r.outcome != RowOutcome.ADDED and r.user_id}
     by_id: dict[int, User] = {}
     for condition in matching(session, User.id, ids):
         by_id.update((u.id, u) for u in session.scalars(select(User).where(condition)))
-    found = {row.id: (by_id.get(row.user_id) if row.outcome == RowOutcome.UPDATED
+    found = {row.id: (by_id.get(row.user_id) if row.outcome != RowOutcome.ADDED
                       else by_key.get(fold_key(row.username))) for row in rows}
     invitations: dict[int, Invitation] = {}
     user_ids = {user.id for user in found.values() if user is not None}

@@ -83,6 +83,9 @@ def test_the_review_lists_the_leavers_and_blocks_only_those_chosen(app_factory):
     page = client.get(f"/admin/people/import/{batch_id}/result").get_data(as_text=True)
     assert "1 user missing from the file was blocked." in page
     assert "Blocked: missing from the file" in page
+    with app.app_context():
+        bob_id = db.session.scalar(select(User.id).where(User.username == "bob"))
+    assert f'<a href="/admin/people/users/{bob_id}">bob</a>' in page  # the row names its user
 
     results = list(csv.reader(io.StringIO(client.get(
         f"/admin/people/import/{batch_id}/results.csv").get_data(as_text=True))))
