@@ -13,6 +13,7 @@ from sqlalchemy import Select, false, or_, select, tuple_
 from sqlalchemy.orm import Session, joinedload
 
 from .columns import label as column_label
+from .columns import shown_value
 from .models import AuditEvent, ImportBatch, ImportRow, User, fold_key
 
 # Every action code that is recorded, as a person reads it (sentence case). A code missing here
@@ -264,18 +265,17 @@ def _change_details(changes: dict[str, Any], labels) -> list[Detail]:
             continue
         pair = changes[name]
         old, new = pair if isinstance(pair, list | tuple) and len(pair) == 2 else (None, pair)
-        parts.append(Detail(f"{_value_text(old)} → {_value_text(new)}", labels(name)))
+        parts.append(Detail(f"{_value_text(old, name)} → {_value_text(new, name)}",
+                            labels(name)))
     return parts
 
 
-def _value_text(value: Any) -> str:
-    """A stored value in words: yes/no for flags, (empty) for nothing, lists joined."""
-    if value is True or value is False:
-        return "yes" if value else "no"
-    if value is None or value == "" or value == []:
+def _value_text(value: Any, key: str = "") -> str:
+    """A stored value of field `key` in words (`columns.shown_value`), lists joined."""
+    if value == []:
         return "(empty)"
     if isinstance(value, list | tuple):
         return ", ".join(_value_text(item) for item in value)
     if isinstance(value, dict):
         return ", ".join(f"{words(str(k))}: {_value_text(v)}" for k, v in value.items())
-    return str(value)
+    return shown_value(value, key)

@@ -281,6 +281,16 @@ HEADING_ALIASES: dict[str, str] = {
 }
 
 
+def shown_value(value: Any, key: str = "") -> str:
+    """A stored value of column `key` in words, as the review and the audit log show it: the
+    column's own words (Active/Blocked) or yes/no for a yes/no value, (empty) for nothing."""
+    if value is True or value is False:
+        column = BY_KEY.get(key)
+        return ((column.words if column and column.words else None) or ("yes", "no"))[
+            0 if value else 1]
+    return "(empty)" if value is None or value == "" else str(value)
+
+
 def label(key: str) -> str:
     """The label of a standard column, or `key` itself for a profile field."""
     column = BY_KEY.get(key)

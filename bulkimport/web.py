@@ -10,7 +10,7 @@ import unicodedata
 from flask import Flask, Response, abort, current_app, request, stream_with_context
 from flask_login import current_user
 
-from .columns import BY_KEY, label
+from .columns import label, shown_value
 from .extensions import login_manager
 from .importing.mapping import FULL_NAME, FULL_NAME_LABEL
 from .importing.reader import DELIMITERS, ENCODING_NAMES
@@ -105,12 +105,8 @@ def status_badge(status: str) -> str:
 
 @_filter("display_value")
 def display_value(value, key: str = "") -> str:
-    """A stored value of column `key` as shown in the old → new list: the column's own words
-    (Active/Blocked) or yes/no for flags, (empty) for nothing."""
-    if value is True or value is False:
-        words = BY_KEY[key].words if key in BY_KEY else None
-        return (words or ("yes", "no"))[0 if value else 1]
-    return "(empty)" if value in (None, "") else str(value)
+    """A stored value of column `key` as shown in the old → new list (`columns.shown_value`)."""
+    return shown_value(value, key)
 
 
 @_filter("column_label")

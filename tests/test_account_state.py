@@ -247,6 +247,8 @@ def test_every_spelling_sets_the_state_on_add_and_on_update(app_factory, heading
     assert f'Account state: <span class="old">{old}</span> → {new}' in review
     choose_all(admin, batch_id_of(response), "update")
     assert states(app)["bob"] is active
+    audit = admin.get("/admin/system/audit").get_data(as_text=True)
+    assert f"{old} → {new}" in audit  # in the state's words, not yes → no
 
 
 @pytest.mark.parametrize(("heading", "cell", "message"), [
