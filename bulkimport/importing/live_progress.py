@@ -15,6 +15,7 @@ from flask import Flask, current_app
 
 from ..background import redis_connection
 from ..models import ImportBatch
+from .apply import WAITING
 
 KEEP_SECONDS = 3600  # a worker killed mid-write leaves its last report for at most this long
 
@@ -43,7 +44,7 @@ def of_batch(batch: ImportBatch) -> Stage:
     """What the progress page shows of a batch being read or applied: the live report from its
     writing transaction, else what the batch records."""
     live = read(batch.id) if batch.status == ImportBatch.APPLYING else None
-    return live or Stage(batch.progress_stage or "Waiting for a worker", batch.progress_done,
+    return live or Stage(batch.progress_stage or WAITING, batch.progress_done,
                          batch.progress_total)
 
 
