@@ -220,7 +220,7 @@ def _check_row(record, columns: dict[str, int], headings: list[str], context: Ch
                               "perhaps a quote is not closed.")
     if mapping is not None:
         row.derived = derive(values, mapping, full_name)
-    row.defaulted = tuple(fill_defaults(values, defaults)) or ()
+    row.defaulted = tuple(fill_defaults(values, defaults))
     for name in REQUIRED:
         if not values.get(name):
             row.errors.append(f"{label(name)} is missing.")
