@@ -57,6 +57,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DATE_ORDER", "DMY", str,
             "How dates with slashes in imported files are read: DMY (31/01/2026) or MDY "
             "(01/31/2026); ISO dates (2026-01-31) always work."),
+    Setting("TIME_ZONE", "UTC", str,
+            "The site's time zone (an IANA name such as Europe/Berlin), in which administrators "
+            "choose and read when scheduled invitations go."),
     Setting("MAX_COLUMNS", 200, int,
             "Most columns an uploaded file may have; a wider file is refused, naming the limit."),
     Setting("MAX_STAGED_BATCHES", 5, int,

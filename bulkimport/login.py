@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from .audit_trail import record_event
 from .login_sessions import end_sessions_of
 from .login_throttle import count_attempt, settle_failure, settle_success
-from .models import User, fold_key, utcnow
+from .models import Invitation, InviteMode, User, fold_key, utcnow
+from .password_links import end_links_of
 from .password_policy import check_password, failure_messages, load_policy
 from .security import hash_cost, hash_password, verify_password
 
@@ -83,7 +84,7 @@ def check_credentials(session: Session, username: str, password: str
     throttling, no write."""
     named = session.scalar(select(User).where(User.username_key == fold_key(username.strip())))
     if named is None or not (
-            named.password_hash or any(i.pending_hashes for i in named.invitations)):
+            named.password_hash or any(_password_hashes(i) for i in named.invitations)):
         verify_password(password, decoy_hash(current_app.config["BCRYPT_ROUNDS"]))
         return None, False, named, None
     expires = named.temp_password_expires_at
@@ -100,10 +101,16 @@ def _pending_match(user: User, password: str) -> str | None:
     """The pending invitation hash `password` matches, if any: one whose e-mail may have been
     accepted without the worker learning so (see bulkimport.mailing.sending)."""
     for invitation in user.invitations:
-        for candidate in invitation.pending_hashes or []:
+        for candidate in _password_hashes(invitation):
             if verify_password(password, candidate):
                 return candidate
     return None
+
+
+def _password_hashes(invitation: Invitation) -> list[str]:
+    """The pending password hashes of an invitation (a link invitation's are link digests, which
+    open the set-password page, never a login)."""
+    return (invitation.pending_hashes or []) if invitation.mode == InviteMode.PASSWORD else []
 
 
 def temporary_password_notice(user: User) -> str | None:
@@ -146,6 +153,7 @@ def change_password(session: Session, user: User, current: str, new: str, confir
         end_sessions_of(session, [user.id])
         for invitation in user.invitations:
             invitation.pending_hashes = []
+        end_links_of(session, user.id)
         record_event(session, "password_changed", actor_id=user.id, user_id=user.id,
                      address=address, forced=was_forced)
     # Settled last, after every bcrypt: the counters' rows stay locked until the caller commits.

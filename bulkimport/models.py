@@ -68,6 +68,24 @@ class InvitationStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class InviteMode(enum.StrEnum):
+    """What an invitation e-mail carries: a generated password, or a link to choose one."""
+
+    PASSWORD = "password"
+    LINK = "link"
+
+
+class LinkState(enum.StrEnum):
+    """Where a set-password link is: `pending` (its e-mail may have been accepted) and `live`
+    (accepted) open the page; the others say why they no longer do."""
+
+    PENDING = "pending"
+    LIVE = "live"
+    USED = "used"
+    SUPERSEDED = "superseded"
+    REFUSED = "refused"  # the mail server certainly did not accept its e-mail
+
+
 class VersionKind(enum.StrEnum):
     """How a template version came to be."""
 
@@ -163,7 +181,11 @@ class ImportBatch(db.Model):
     filename: Mapped[str] = mapped_column(String(255))
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int]
-    generate_passwords: Mapped[bool] = mapped_column(default=False)
+    generate_passwords: Mapped[bool] = mapped_column(default=False)  # invitations are sent
+    # What the invitations carry, when `generate_passwords` is set.
+    invite_mode: Mapped[InviteMode] = mapped_column(
+        status_column(InviteMode, "batch_invite_mode"), default=InviteMode.PASSWORD,
+        server_default=InviteMode.PASSWORD.value)
     # "Empty cells clear values": an empty cell of an optional column clears the stored value.
     clear_empty: Mapped[bool] = mapped_column(default=False, server_default="0")
     encoding: Mapped[str] = mapped_column(String(32))
@@ -285,6 +307,9 @@ class Invitation(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    mode: Mapped[InviteMode] = mapped_column(
+        status_column(InviteMode, "invitation_mode"), default=InviteMode.PASSWORD,
+        server_default=InviteMode.PASSWORD.value)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batches.id"), index=True)
     status: Mapped[InvitationStatus] = mapped_column(
         status_column(InvitationStatus, "invitation_status"), default=QUEUED, index=True)
@@ -296,15 +321,40 @@ class Invitation(db.Model):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     sent_at: Mapped[datetime | None]
-    # Hashes of generated passwords whose e-mail the server may have accepted without us
-    # learning so (a timeout after DATA, a killed worker): each keeps logging in until an e-mail
-    # is known to be accepted, so that the last accepted e-mail's password always works.
+    # When the administrator asked for it to go (a start date); None when it went at once.
+    scheduled_at: Mapped[datetime | None]
+    # Hashes of generated passwords (in link mode, SHA-256 digests of link tokens) whose e-mail
+    # the server may have accepted without us learning so (a timeout after DATA, a killed
+    # worker): each keeps working until an e-mail is known to be accepted, so that the last
+    # accepted e-mail's credential always works.
     pending_hashes: Mapped[list[str]] = mapped_column(JSON, default=list)
     lease_until: Mapped[datetime | None]  # a worker holds it while `sending`, until then
     lease_token: Mapped[str | None] = mapped_column(String(32))  # which worker holds it
     enqueued_at: Mapped[datetime | None]  # when a job that should send it was last queued
 
     user: Mapped[User] = relationship(back_populates="invitations")
+
+
+class SetPasswordLink(db.Model):
+    """A one-time link to choose a password, known by the SHA-256 of its token only (the token
+    is 256 random bits, so no slow hash is needed); kept after use so that an old link can say
+    why it no longer works."""
+
+    __tablename__ = "set_password_links"
+
+    PENDING, LIVE, USED, SUPERSEDED, REFUSED = LinkState
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    invitation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("invitations.id", ondelete="SET NULL"), index=True)
+    state: Mapped[LinkState] = mapped_column(status_column(LinkState, "link_state"),
+                                             default=PENDING)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship()
 
 
 class SystemState(db.Model):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import datetime
 
 from flask import Flask, Response, abort, current_app, request, stream_with_context
 from flask_login import current_user
@@ -14,6 +15,7 @@ from .columns import label, shown_value
 from .extensions import login_manager
 from .importing.mapping import FULL_NAME, FULL_NAME_LABEL
 from .importing.reader import DELIMITERS, ENCODING_NAMES
+from .importing.schedule import local_text
 
 MAX_PAGE = 100_000
 _FILTERS = {}
@@ -30,6 +32,14 @@ def _filter(name: str):
 def init_app(app: Flask) -> None:
     """Register the template filters on `app`."""
     app.jinja_env.filters.update(_FILTERS)
+
+
+@_filter("local_time")
+def local_time(moment: datetime | str | None) -> str:
+    """A stored UTC time (or its ISO text) in the site's time zone, naming the zone."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return local_text(moment)
 
 
 def require_admin():

@@ -225,12 +225,14 @@ def client(app, admin):
 
 def upload(client, data: bytes, filename: str = "users.csv", *, generate: bool = True,
            encoding: str = "", delimiter: str = "", clear_empty: bool = False,
-           update_passwords: bool = False, list_missing: bool = False, **defaults: str):
+           update_passwords: bool = False, list_missing: bool = False,
+           invite_by: str = "password", **defaults: str):
     """POST a file to the upload form; returns the response (302 to the review when staged).
     `defaults` are the form's defaults for what rows leave out, by key."""
     import io
 
-    form = {"file": (io.BytesIO(data), filename), "encoding": encoding, "delimiter": delimiter}
+    form = {"file": (io.BytesIO(data), filename), "encoding": encoding, "delimiter": delimiter,
+            "invite_by": invite_by}
     form.update({f"default_{key}": value for key, value in defaults.items()})
     if clear_empty:
         form["clear_empty"] = "y"

@@ -14,16 +14,18 @@ from sqlalchemy import select, update
 from test_mailing import drain
 
 from bulkimport.extensions import db
-from bulkimport.mailing.languages import INVITATION, save_template
+from bulkimport.mailing.languages import INVITATION, INVITATION_LINK, save_template
 from bulkimport.mailing.templating import NotificationTemplate
 from bulkimport.models import (
     ImportBatch,
     Invitation,
     InvitationStatus,
     ProfileField,
+    SetPasswordLink,
     User,
     utcnow,
 )
+from bulkimport.password_links import new_token
 from bulkimport.profile import FieldDefinition, create_field
 
 FIELDS = [("department", "text", []), ("employee_number", "number", []),
@@ -87,13 +89,22 @@ def realistic(app_factory):
         db.session.add(Invitation(user_id=expired_id, batch_id=applied,
                                   status=InvitationStatus.SENT, sent_at=utcnow()))
         db.session.commit()
+        # set-password links: one that works, one used, and the page of a token never made
+        links = {}
+        for state in (SetPasswordLink.PENDING, SetPasswordLink.USED):
+            token, digest = new_token()
+            db.session.add(SetPasswordLink(digest=digest, user_id=owners[InvitationStatus.SENT],
+                                           state=state, expires_at=utcnow() + timedelta(days=7)))
+            links[state] = token
+        db.session.commit()
         field_ids = list(db.session.scalars(select(ProfileField.id)))
         user_ids = list(db.session.scalars(select(User.id)))  # every kind of user and history
         assert db.session.get(ImportBatch, applied).status == "applied"
     outbox = sorted(p.name for p in (Path(app.instance_path) / "outbox").glob("*.eml"))
     assert outbox
     return app, client, {"batch_id": [applied, staged, mapped, asking], "field_id": field_ids,
-                         "code": ["en"], "name": [INVITATION],
+                         "code": ["en"], "name": [INVITATION, INVITATION_LINK],
+                         "token": [*links.values(), "never-made"],
                          "filename": ["bulkimport.css"], "user_id": user_ids}, outbox[0]
 
 

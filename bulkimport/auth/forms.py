@@ -1,4 +1,5 @@
-"""Forms of the auth blueprint: logging in and changing one's password."""
+"""Forms of the auth blueprint: logging in, changing one's password and choosing one through
+an invitation's link."""
 
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField, SubmitField
@@ -26,6 +27,17 @@ class ChangePasswordForm(FlaskForm):
     confirm_password = PasswordField("Confirm the new password", validators=[DataRequired()],
                                      render_kw={"autocomplete": "new-password"})
     submit = SubmitField("Change password")
+
+
+class SetPasswordForm(FlaskForm):
+    """The password chosen through an invitation's link, and its confirmation; the policy is
+    checked by `password_links.set_password`."""
+
+    new_password = PasswordField("New password", validators=[DataRequired()],
+                                 render_kw={"autocomplete": "new-password", "autofocus": True})
+    confirm_password = PasswordField("Confirm the new password", validators=[DataRequired()],
+                                     render_kw={"autocomplete": "new-password"})
+    submit = SubmitField("Set password and log in")
 
 
 class LanguageChoiceForm(FlaskForm):

@@ -1,5 +1,6 @@
-"""Views of the auth blueprint: home, login, logout, the Account page and changing one's
-password, and the hook that holds users who must choose a new password.
+"""Views of the auth blueprint: home, login, logout, the Account page, changing one's password,
+choosing one through an invitation's link, and the hook that holds users who must choose a new
+password.
 
 A password typed into the change form is sent back in the page shown again after an error only
 when it is the current password and it was right: that is the long generated one, typed from an
@@ -31,13 +32,18 @@ from ..login import change_password as change_user_password
 from ..login import log_in, temporary_password_notice
 from ..login_sessions import TOKEN_KEY, end_session, open_session
 from ..mailing.languages import languages
+from ..password_links import NOT_VALID
+from ..password_links import find as find_link
+from ..password_links import set_password as set_password_by_link
 from ..password_policy import load_policy, rules_in_force
 from ..web import form_status, wants_json
 from . import bp
-from .forms import ChangePasswordForm, LanguageChoiceForm, LoginForm
+from .forms import ChangePasswordForm, LanguageChoiceForm, LoginForm, SetPasswordForm
 
 # What a user who must change their password may still reach.
-OPEN_TO_FLAGGED = frozenset({"auth.change_password", "auth.logout", "auth.healthz"})
+OPEN_TO_FLAGGED = frozenset({"auth.change_password", "auth.logout", "auth.healthz",
+                             "auth.open_link", "auth.set_password"})
+LINK_KEY = "set_password_link"  # the session key holding an opened link's token
 MUST_CHANGE = "You must choose a new password before you can continue."
 
 
@@ -191,6 +197,62 @@ def change_password():
     response = make_response(render_template(
         "auth/change_password.html", form=form, forced=forced, rules=rules,
         current_kept=not form.current_password.widget.hide_value), form_status(form))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/set-password/<token>")
+def open_link(token: str):
+    """An invitation's link: a working one is kept in the session and the browser is sent on
+    to the form, so that the token leaves the address bar, the history and any Referer; a dead
+    one says why and how to get a new one."""
+    link, why = find_link(db.session, token)
+    db.session.rollback()
+    if link is None:
+        return _link_problem(why)
+    session[LINK_KEY] = token
+    return redirect(url_for("auth.set_password"))
+
+
+@bp.route("/set-password", methods=["GET", "POST"])
+def set_password():
+    """Choose a password through the opened link (the policy's rules shown, the username too);
+    success logs the user in, ending every other session of theirs."""
+    token = session.get(LINK_KEY) or ""
+    link, why = find_link(db.session, token)
+    if link is None:
+        session.pop(LINK_KEY, None)
+        return _link_problem(why)
+    form = SetPasswordForm()
+    username = link.user.username
+    if form.validate_on_submit():
+        user, problems = set_password_by_link(db.session, token, form.new_password.data,
+                                              form.confirm_password.data, request.remote_addr)
+        if "link" in problems:  # used or replaced a moment ago, by another tab
+            db.session.rollback()
+            session.pop(LINK_KEY, None)
+            return _link_problem(problems["link"][0])
+        token = None if problems else _open_session(user)
+        db.session.commit()
+        if not problems:
+            _remember(user, token)
+            flash("Your password is set and you are logged in.", "success")
+            return redirect(url_for("auth.home"))
+        for name, messages in problems.items():
+            form[name].errors = list(messages)
+    rules = rules_in_force(load_policy(db.session))
+    db.session.rollback()
+    response = make_response(render_template("auth/set_password.html", form=form,
+                                             username=username, rules=rules), form_status(form))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _link_problem(message: str | None):
+    """The page of a link that does not work: the same for every reason but the sentence, and
+    never naming an account."""
+    response = make_response(render_template("auth/link_problem.html",
+                                             message=message or NOT_VALID), 410)
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from flask import current_app
@@ -19,6 +20,7 @@ from ..importing.apply import ApplyError
 from ..importing.defaults import check_defaults
 from ..importing.mapping import Mapping, MappingProblem
 from ..importing.reader import DELIMITERS, WORKBOOK, FileProblem
+from ..importing.schedule import AT, COLUMN, Schedule, ScheduleError, build, parse_time
 from ..importing.staging import (
     UploadOptions,
     result_lines,
@@ -29,7 +31,7 @@ from ..importing.staging import (
 from ..importing.submission import apply_batch
 from ..importing.validation import CLI
 from ..mailing.dispatch import wake
-from ..models import ImportBatch, ImportRow, User, fold_key
+from ..models import ImportBatch, ImportRow, InviteMode, User, fold_key
 from ..user_directory import export_columns, export_rows
 from ..web import column_label, delimiter_name, encoding_name
 
@@ -79,6 +81,18 @@ def _owner(username: str | None) -> User:
 @click.option("--dry-run", is_flag=True, help="Print the plan and the errors; write nothing.")
 @click.option("--generate-passwords", is_flag=True,
               help="Generate a password for each new user and e-mail it (no password column).")
+@click.option("--invite-by", type=click.Choice([m.value for m in InviteMode]),
+              default=InviteMode.PASSWORD.value, show_default=True,
+              help="With --generate-passwords: e-mail a generated password, or a one-time link "
+                   "to choose one.")
+@click.option("--send-at", default=None, metavar="'YYYY-MM-DD HH:MM'",
+              help="Send the invitations at this time (the site's time zone, TIME_ZONE) "
+                   "instead of now.")
+@click.option("--send-on-column", default=None, metavar="HEADING",
+              help="Send each new user's invitation on the date in this column (a start date); "
+                   "an empty cell or a past date sends it now.")
+@click.option("--send-time", default="08:00", show_default=True, metavar="HH:MM",
+              help="With --send-on-column: the time of day for a date without a time.")
 @click.option("--actions", default="add,update", show_default=True, callback=_actions,
               help="Which proposed actions to apply: add, update or add,update.")
 @click.option("--encoding", default=None, help="Force the encoding (e.g. cp1252).")
@@ -103,7 +117,9 @@ def _owner(username: str | None) -> User:
               help="Write the results CSV (line, username, action, outcome, message) here.")
 @click.option("--as", "as_user", default=None,
               help="The administrator recorded as the importer (default: the first one).")
-def import_command(file: Path, dry_run: bool, generate_passwords: bool, actions: tuple[str, ...],
+def import_command(file: Path, dry_run: bool, generate_passwords: bool, invite_by: str,
+                   send_at: str | None, send_on_column: str | None, send_time: str,
+                   actions: tuple[str, ...],
                    encoding: str | None, delimiter: str | None, clear_empty: bool,
                    map_settings: tuple[str, ...], sheet: str | None, update_passwords: bool,
                    list_missing: bool, default_settings: tuple[str, ...],
@@ -122,16 +138,23 @@ def import_command(file: Path, dry_run: bool, generate_passwords: bool, actions:
         for key, problem in problems.items():
             click.echo(f"Error: --default {label(key)}: {problem}", err=True)
         sys.exit(1)
+    schedule = _schedule(generate_passwords, send_at, send_on_column, send_time)
     options = UploadOptions(generate_passwords, encoding,
                             DELIMITER_NAMES[delimiter] if delimiter else None, clear_empty,
                             update_passwords, sheet, map_settings=map_settings,
                             ask_unresolved=False, wording=CLI, defaults=defaults,
-                            list_missing=list_missing)
+                            list_missing=list_missing, invite_mode=InviteMode(invite_by),
+                            schedule=schedule.to_json())
     try:
         batch = stage_upload(session, owner.id, file.name, file.read_bytes(), options)
     except (FileProblem, LookupError, MappingProblem) as problem:
         session.rollback()
         click.echo(f"Error: {getattr(problem, 'message', problem)}", err=True)
+        sys.exit(1)
+    if schedule.when == COLUMN and schedule.column not in [c["heading"] for c in batch.columns]:
+        session.rollback()
+        click.echo(f"Error: --send-on-column: the file has no column “{schedule.column}”.",
+                   err=True)
         sys.exit(1)
     if dry_run:
         _describe(batch)
@@ -169,6 +192,30 @@ def import_command(file: Path, dry_run: bool, generate_passwords: bool, actions:
         wake()  # without Redis, the web application's sweeper sends them
 
 
+def _schedule(generate_passwords: bool, send_at: str | None, send_on_column: str | None,
+              send_time: str) -> Schedule:
+    """The schedule the options ask for; exits with the reason when it cannot be used. The
+    column is checked against the file's headings once it is read."""
+    if (send_at or send_on_column) and not generate_passwords:
+        _fail("--send-at and --send-on-column schedule invitations: add --generate-passwords.")
+    if send_at and send_on_column:
+        _fail("Choose one of --send-at and --send-on-column.")
+    try:
+        if send_at:
+            return build(AT, at=send_at)
+        if send_on_column:
+            return Schedule(COLUMN, column=send_on_column, time=parse_time(send_time))
+    except ScheduleError as problem:
+        _fail(f"{'--send-at' if send_at else '--send-time'}: {problem}")
+    return Schedule()
+
+
+def _fail(message: str) -> NoReturn:
+    """Say why the command cannot go on, and stop with status 1."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
 def _describe(batch: ImportBatch) -> None:
     """What the dry run detected: encoding, delimiter or sheet, preset, mapping, derived values,
     columns left out, and the notes the review page would show."""
@@ -190,6 +237,11 @@ def _describe(batch: ImportBatch) -> None:
         for heading, target in zip(mapping.headings, mapping.targets, strict=True)))
     for said in mapping.derived:
         click.echo(f"Derived: {said}.")
+    if batch.generate_passwords:
+        what = ("a link to choose a password" if batch.invite_mode == InviteMode.LINK
+                else "a generated password")
+        click.echo(f"Invitations: {what}; "
+                   f"{Schedule.from_json(notes.get('schedule')).describe()}.")
     if notes.get("defaults"):
         click.echo("Defaults: " + "; ".join(f"{column_label(key)}: {value}" for key, value
                                             in notes["defaults"].items())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import (
@@ -48,6 +49,7 @@ from ..models import (
 from ..profile import unique_key
 from ..security import hash_password, new_session_epoch, unseal_password
 from .mapping import FULL_NAME
+from .schedule import Schedule, send_time
 from .validation import Progress
 
 OPEN_STATES = (ImportBatch.STAGED, ImportBatch.FAILED)
@@ -205,17 +207,8 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
 
     invitations = 0
     if batch.generate_passwords and adds:
-        keys = [fold_key(r.values["username"]) for r in adds]
-        columns = ("user_id", "batch_id", "status", "attempts", "created_at", "started_at",
-                   "next_attempt_at", "pending_hashes")
         report(INVITING, 0, len(adds))
-        for condition in matching(session, User.username_key, keys):
-            # INSERT … SELECT: the new users' ids never travel to Python and back
-            new_users = select(
-                User.id, literal(batch.id), literal(Invitation.QUEUED), literal(0),
-                literal(now, DateTime), literal(now, DateTime), literal(now, DateTime),
-                literal([], JSON)).where(condition)
-            session.execute(insert(Invitation).from_select(columns, new_users))
+        _queue_invitations(session, batch, adds, now)
         invitations = len(adds)  # one for each user just added
 
     report(AUDITING, 0, 0)
@@ -234,6 +227,30 @@ def apply_rows(session: Session, batch: ImportBatch, hashes: dict[int, str] | No
     batch.error = None
     session.flush()
     return result
+
+
+def _queue_invitations(session: Session, batch: ImportBatch, adds: list[Row], now) -> None:
+    """One invitation for each user just added, in the batch's mode, due now or when the
+    batch's schedule says (the database is the outbox: a scheduled one survives restarts and a
+    queue that lost its data). Rows that go at the same time are written by one statement."""
+    schedule = Schedule.from_json((batch.notes or {}).get("schedule"))
+    groups: dict[datetime | None, list[str]] = {}
+    for row in adds:
+        groups.setdefault(send_time(schedule, row.values), []).append(
+            fold_key(row.values["username"]))
+    columns = ("user_id", "batch_id", "mode", "status", "attempts", "created_at", "started_at",
+               "next_attempt_at", "scheduled_at", "pending_hashes")
+    for when, keys in groups.items():
+        # the give-up window of a scheduled invitation starts when it goes, not at the import
+        due = when or now
+        for condition in matching(session, User.username_key, keys):
+            # INSERT … SELECT: the new users' ids never travel to Python and back
+            new_users = select(
+                User.id, literal(batch.id), literal(batch.invite_mode.value),
+                literal(Invitation.QUEUED.value), literal(0), literal(now, DateTime),
+                literal(due, DateTime), literal(due, DateTime), literal(when, DateTime),
+                literal([], JSON)).where(condition)
+            session.execute(insert(Invitation).from_select(columns, new_users))
 
 
 def _block_leavers(session: Session, batch: ImportBatch, blocks: list[Row], now) -> list[int]:

@@ -39,6 +39,7 @@ def begin_reading(owner_id: int, filename: str, data: bytes, options: UploadOpti
         sha256=hashlib.sha256(data).hexdigest(), size=len(data), created_at=now,
         expires_at=now + timedelta(hours=config["BATCH_TTL_HOURS"]),
         status=ImportBatch.READING, generate_passwords=options.generate_passwords,
+        invite_mode=options.invite_mode,
         clear_empty=options.clear_empty, update_passwords=options.update_passwords,
         sheet=options.sheet, encoding=options.encoding or "", delimiter=options.delimiter or "",
         columns=[], counts={}, progress_stage=READING, progress_done=0, progress_total=0,
@@ -63,12 +64,7 @@ def read_upload_job(batch_id: int) -> None:
         return  # expired meanwhile, or read already by a job enqueued twice
     stored = session.get(UploadFile, batch_id)
     data = unseal_file(stored.sealed, current_app.config["SECRET_KEY"])
-    chosen = batch.notes or {}
-    options = UploadOptions(batch.generate_passwords, chosen.get("encoding_chosen"),
-                            chosen.get("delimiter_chosen"), batch.clear_empty,
-                            batch.update_passwords, batch.sheet,
-                            defaults=chosen.get("defaults", {}),
-                            list_missing=bool(chosen.get("list_missing")))
+    options = UploadOptions.of_batch(batch)
 
     def progress(stage: str, done: int, total: int) -> None:
         # committed at once, so that the progress page sees it: through this session, which

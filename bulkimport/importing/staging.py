@@ -21,6 +21,7 @@ from ..columns import BY_KEY
 from ..models import (
     ImportBatch,
     ImportRow,
+    InviteMode,
     ProfileField,
     UploadFile,
     User,
@@ -38,6 +39,7 @@ from .mapping import (
 )
 from .reader import WORKBOOK, FileProblem, check_headings, missing_message, read_table
 from .saved_mappings import apply_saved
+from .schedule import Schedule, mark_rows
 from .validation import (
     SAVING,
     WEB,
@@ -72,7 +74,7 @@ class BatchClosed(Exception):
 class UploadOptions:
     """What the upload form (or the CLI) asks besides the file; None means detect."""
 
-    generate_passwords: bool = False
+    generate_passwords: bool = False  # new users are invited by e-mail
     encoding: str | None = None
     delimiter: str | None = None
     clear_empty: bool = False  # "Empty cells clear values"
@@ -83,9 +85,22 @@ class UploadOptions:
     # Values for what rows leave out (see `importing.defaults`), as cells: {key: text}.
     defaults: dict[str, str] = field(default_factory=dict)
     list_missing: bool = False  # "Users missing from this file: list them" (leavers)
+    invite_mode: InviteMode = InviteMode.PASSWORD  # what the invitations carry
+    schedule: dict[str, Any] | None = None  # when they go: `schedule.Schedule.to_json()`
     # The web asks about columns nobody recognised; the CLI leaves them out (and says so).
     ask_unresolved: bool = True
     wording: Wording = WEB
+
+    @classmethod
+    def of_batch(cls, batch: ImportBatch, mapping: Mapping | None = None) -> UploadOptions:
+        """The options a batch was staged with, to read its kept file again: what the
+        administrator forced, rather than what was detected."""
+        chosen = batch.notes or {}
+        return cls(batch.generate_passwords, chosen.get("encoding_chosen"),
+                   chosen.get("delimiter_chosen"), batch.clear_empty, batch.update_passwords,
+                   batch.sheet, mapping, defaults=chosen.get("defaults", {}),
+                   list_missing=bool(chosen.get("list_missing")), invite_mode=batch.invite_mode,
+                   schedule=chosen.get("schedule"))
 
 
 def stage_upload(session: Session, owner_id: int, filename: str, data: bytes,
@@ -120,12 +135,7 @@ def replan(session: Session, batch: ImportBatch, **changes: Any) -> None:
         raise BatchClosed(batch.id)
     data = unseal_file(stored.sealed, current_app.config["SECRET_KEY"])
     mapping = Mapping.from_json(batch.mapping) if batch.mapping else None
-    chosen = batch.notes or {}  # what the administrator forced, rather than what was detected
-    options = UploadOptions(batch.generate_passwords, chosen.get("encoding_chosen"),
-                            chosen.get("delimiter_chosen"), batch.clear_empty,
-                            batch.update_passwords, batch.sheet, mapping,
-                            defaults=chosen.get("defaults", {}),
-                            list_missing=bool(chosen.get("list_missing")))
+    options = UploadOptions.of_batch(batch, mapping)
     for name, value in changes.items():
         setattr(options, name, value)
     if "encoding" in changes or "sheet" in changes:
@@ -181,6 +191,7 @@ def plan_into(session: Session, batch: ImportBatch, data: bytes, options: Upload
     table.remap(mapping)
     check_headings(table.headings, mapping)
     batch.generate_passwords = options.generate_passwords
+    batch.invite_mode = options.invite_mode
     batch.clear_empty = options.clear_empty
     batch.update_passwords = options.update_passwords
     batch.sheet = options.sheet
@@ -194,6 +205,8 @@ def plan_into(session: Session, batch: ImportBatch, data: bytes, options: Upload
         notes["defaults"] = options.defaults
     if options.list_missing:
         notes["list_missing"] = True
+    if options.schedule:
+        notes["schedule"] = options.schedule
     if table.skipped_first_line:
         notes["skipped_first_line"] = True
     if len(table.sheets) > 1:
@@ -220,6 +233,9 @@ def plan_into(session: Session, batch: ImportBatch, data: bytes, options: Upload
             raise
         notes["blocked"] = conflict.message
         return None
+    if options.generate_passwords:
+        mark_rows(plan.rows, table.headings, Schedule.from_json(options.schedule),
+                  config["DATE_ORDER"])
     notes.update(plan.notes)
     batch.counts = plan.counts
     return plan

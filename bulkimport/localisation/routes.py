@@ -13,6 +13,7 @@ from ..headers import csp_allows
 from ..mailing import sending
 from ..mailing.languages import (
     INVITATION,
+    INVITATION_LINK,
     NOTIFICATIONS,
     LocalisationError,
     add_language,
@@ -38,7 +39,8 @@ from .forms import DefaultLanguageForm, LanguageForm, RestoreForm, TemplateForm
 
 PASSWORD_MASK = "••••••••••••"
 # What people call each template; NOTIFICATIONS' title says what it is for, under it.
-TEMPLATE_NAMES = {INVITATION: "New user invitation"}
+TEMPLATE_NAMES = {INVITATION: "New user invitation",
+                  INVITATION_LINK: "New user invitation with a link"}
 
 
 def template_name(name: str) -> str:
@@ -65,7 +67,7 @@ def _index_page(language_form: LanguageForm, default_form: DefaultLanguageForm):
     rows = []
     for language in languages(db.session):
         templates = [(name, title, effective_template(db.session, name, language.code))
-                     for name, (title, _, _) in NOTIFICATIONS.items()]
+                     for name, (title, *_) in NOTIFICATIONS.items()]
         rows.append((language, templates))
     return render_template("localisation/index.html", rows=rows, language_form=language_form,
                            default_form=default_form, template_name=template_name)
@@ -124,7 +126,7 @@ def edit_template(code: str, name: str):
     problems: list[str] = []
     preview = None
     if request.method == "GET":  # the template in force, beside the editor from the start
-        preview, _ = _preview(effective.template, language.code, form)
+        preview, _ = _preview(effective.template, name, language.code, form)
     if form.validate_on_submit():
         typed = NotificationTemplate(subject=form.subject.data or "", html=form.html.data or "",
                                      text=form.text.data or "")
@@ -150,9 +152,9 @@ def edit_template(code: str, name: str):
                       "success")
                 return redirect(url_for(".edit_template", code=code, name=name))
         elif form.preview.data:
-            preview, problems = _preview(typed, language.code, form)
+            preview, problems = _preview(typed, name, language.code, form)
         elif form.send_test.data:
-            problems = _send_test(typed, language.code)
+            problems = _send_test(typed, name, language.code)
     current = current_version(db.session, name, language.code)
     compare = _compare(request.args.get("compare"), effective.template, name, language.code,
                        current)
@@ -164,15 +166,15 @@ def edit_template(code: str, name: str):
     found = versions(db.session, name, language.code)
     return render_template(
         "localisation/edit.html", language=language, name=name,
-        human_name=template_name(name), purpose=NOTIFICATIONS[name][0],
-        variables=NOTIFICATIONS[name][2], form=form, effective=effective,
+        human_name=template_name(name), purpose=NOTIFICATIONS[name].title,
+        variables=NOTIFICATIONS[name].variables, form=form, effective=effective,
         source_sentence=_source_sentence(effective), problems=shown, error_lines=error_lines,
         preview=preview, previewing_typed=request.method == "POST", versions=found,
         current=current, same_as_current=_same_as(current, found), compare=compare,
         restore_form=RestoreForm()), form_status(form, problems)
 
 
-def _preview(template: NotificationTemplate, language: str, form: TemplateForm):
+def _preview(template: NotificationTemplate, name: str, language: str, form: TemplateForm):
     """(subject, html, text) rendered with sample data or the chosen user (password masked),
     or the problems."""
     person = {}
@@ -185,18 +187,20 @@ def _preview(template: NotificationTemplate, language: str, form: TemplateForm):
         person = {"username": user.username, "firstname": user.firstname,
                   "surname": user.surname, "email": user.email}
         must_change = user.must_change_password
-    context = editor_sample(db.session, language, **person)
-    context.update(password=PASSWORD_MASK, must_change_password=must_change)
+    context = editor_sample(db.session, language, name, **person)
+    context.update(must_change_password=must_change)
+    if context["password"]:
+        context["password"] = PASSWORD_MASK
     try:
         return render(template, context), []
     except RenderError as exc:
         return None, [f"The preview cannot be rendered: {exc}"]
 
 
-def _send_test(template: NotificationTemplate, language: str) -> list[str]:
+def _send_test(template: NotificationTemplate, name: str, language: str) -> list[str]:
     """Send the template as typed to the editor's own address; returns the problems."""
     me = current_user
-    context = editor_sample(db.session, language, username=me.username,
+    context = editor_sample(db.session, language, name, username=me.username,
                             firstname=me.firstname, surname=me.surname, email=me.email)
     try:
         sending.send_test_message(template, context, me.email)
@@ -206,7 +210,8 @@ def _send_test(template: NotificationTemplate, language: str) -> list[str]:
         return [f"The test e-mail was not sent: {exc.reason}"]
     where = ("written to the outbox (Admin > System > Outbox)"
              if not current_app.config["MAIL_SERVER"] else f"sent to {me.email}")
-    flash(f"A test e-mail (with a sample password, not a real one) was {where}.", "success")
+    sample = "link" if name == INVITATION_LINK else "password"
+    flash(f"A test e-mail (with a sample {sample}, not a real one) was {where}.", "success")
     return []
 
 

@@ -6,17 +6,20 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..audit_trail import record_event
-from ..models import Language, TemplateVersion
+from ..models import InviteMode, Language, TemplateVersion
 from ..password_policy import load_policy
 from .templating import (
     DEFAULT_INVITATION,
+    DEFAULT_INVITATION_LINK,
     INVITATION,
+    INVITATION_LINK,
     INVITATION_VARIABLES,
     NotificationTemplate,
     check_template,
@@ -24,11 +27,26 @@ from .templating import (
 )
 
 SHIPPED_LANGUAGE = "en"
-# The notification templates an editor can change: name → (title, shipped template, variables).
+
+
+class Notification(NamedTuple):
+    """A notification template an editor can change."""
+
+    title: str  # what it is for
+    shipped: NotificationTemplate
+    variables: dict[str, str]
+    required: str  # the variable a body must use: the credential the e-mail exists for
+
+
 NOTIFICATIONS = {
-    INVITATION: ("Invitation e-mail (login credentials of a new user)", DEFAULT_INVITATION,
-                 INVITATION_VARIABLES),
+    INVITATION: Notification("Invitation e-mail with a generated password (login credentials "
+                             "of a new user)", DEFAULT_INVITATION, INVITATION_VARIABLES,
+                             "password"),
+    INVITATION_LINK: Notification("Invitation e-mail with a one-time link to choose a password",
+                                  DEFAULT_INVITATION_LINK, INVITATION_VARIABLES,
+                                  "set_password_url"),
 }
+TEMPLATE_OF_MODE = {InviteMode.PASSWORD: INVITATION, InviteMode.LINK: INVITATION_LINK}
 LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
 
@@ -111,19 +129,21 @@ def effective_template(session: Session, name: str, language: str | None) -> Eff
             version = current_version(session, name, candidate)
             if version is not None:
                 return Effective(as_template(version), source, candidate, version)
-    return Effective(NOTIFICATIONS[name][1], "shipped", SHIPPED_LANGUAGE, None)
+    return Effective(NOTIFICATIONS[name].shipped, "shipped", SHIPPED_LANGUAGE, None)
 
 
-def invitation_template(session: Session, language: str | None) -> NotificationTemplate:
-    """The invitation template for a user of `language`, after the fallbacks."""
-    return effective_template(session, INVITATION, language).template
+def invitation_template(session: Session, language: str | None,
+                        mode: InviteMode = InviteMode.PASSWORD) -> NotificationTemplate:
+    """The invitation template of `mode` for a user of `language`, after the fallbacks."""
+    return effective_template(session, TEMPLATE_OF_MODE[mode], language).template
 
 
-def editor_sample(session: Session, language: str, **person: str) -> dict:
-    """Sample variables for the editor's preview and test render."""
+def editor_sample(session: Session, language: str, name: str = INVITATION,
+                  **person: str) -> dict:
+    """Sample variables for the editor's preview and test render of template `name`."""
     config = current_app.config
     return sample_context(language=language, login_url=config["BASE_URL"].rstrip("/") + "/login",
-                          site_name=config["SITE_NAME"],
+                          site_name=config["SITE_NAME"], link=name == INVITATION_LINK,
                           days=load_policy(session).temp_password_days, **person)
 
 
@@ -133,8 +153,9 @@ def save_template(session: Session, name: str, language: str, template: Notifica
     problem, storing nothing, when it is broken. The caller commits."""
     if session.get(Language, language) is None:
         raise LocalisationError(f"“{language}” is not a language of the site.")
-    problems = check_template(template, editor_sample(session, language),
-                              NOTIFICATIONS[name][2])
+    notification = NOTIFICATIONS[name]
+    problems = check_template(template, editor_sample(session, language, name),
+                              notification.variables, notification.required)
     if problems:
         raise LocalisationError("\n".join(problems))
     version = TemplateVersion(

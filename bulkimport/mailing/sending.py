@@ -1,10 +1,12 @@
-"""Sending invitations: claim a chunk, and for each invitation generate a password, store its
-hash, commit, render, send over the chunk's one SMTP connection, and record the outcome.
+"""Sending invitations: claim a chunk, and for each invitation generate a password (or a link to
+choose one), store its hash, commit, render, send over the chunk's one SMTP connection, and
+record the outcome.
 
-The invariant: for every invited user, the password in the last e-mail the SMTP server accepted
-logs in. A new hash is committed to `pending_hashes` before its e-mail is sent; it becomes the
-user's password once the server has accepted the e-mail, and it is dropped only when the server
-certainly did not accept it, or once a later e-mail certainly was. So a crash, a timeout or a
+The invariant: for every invited user, the credential in the last e-mail the SMTP server
+accepted works: the password logs in, or the link opens the set-password page. A new hash (or a
+link's digest) is committed to `pending_hashes` before its e-mail is sent; it becomes the user's
+password (or live link) once the server has accepted the e-mail, and it is dropped only when the
+server certainly did not accept it, or once a later e-mail certainly was. So a crash, a timeout or a
 dropped connection at any point leaves every possibly-accepted password working. Since only
 those two events may drop a hash, the number of pending hashes (each one costs every login a
 bcrypt check) is bounded by making no new attempt once MAX_PENDING_HASHES are outstanding.
@@ -23,12 +25,14 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import func, select, update
 
+from .. import password_links
 from ..audit_trail import record_event
 from ..background import Heartbeat, is_outage
 from ..clock import clock
 from ..extensions import db
 from ..login_sessions import end_sessions_of
-from ..models import Invitation, SystemState, utcnow
+from ..models import Invitation, InviteMode, SetPasswordLink, SystemState, utcnow
+from ..password_links import link_url, new_token
 from ..password_policy import generate_password, load_policy
 from ..security import hash_password
 from .fairness import Due, fair_order
@@ -207,27 +211,36 @@ def send_one(invitation_id: int, token: str, transport,
         if cache["policy"] in session:
             session.expunge(cache["policy"])  # detached: the commits below do not expire it
     policy = cache["policy"]
-    password = generate_password(policy, username=user.username, firstname=user.firstname,
-                                 surname=user.surname, email=recipient)
-    password_hash = hash_password(password, config["BCRYPT_ROUNDS"])
-    expires = now + timedelta(days=policy.temp_password_days)
-    invitation.pending_hashes = [*invitation.pending_hashes, password_hash]
+    expires = now + timedelta(days=policy.temp_password_days)  # from sending, not the import
+    mode = invitation.mode
+    if mode == InviteMode.LINK:
+        secret, credential = new_token()
+        session.add(SetPasswordLink(digest=credential, user_id=user.id,
+                                    invitation_id=invitation.id, expires_at=expires))
+        password, set_password_url = "", link_url(secret)
+    else:
+        secret = password = generate_password(
+            policy, username=user.username, firstname=user.firstname, surname=user.surname,
+            email=recipient)
+        credential, set_password_url = hash_password(password, config["BCRYPT_ROUNDS"]), ""
+    invitation.pending_hashes = [*invitation.pending_hashes, credential]
     invitation.attempts += 1
     invitation.lease_until = now + timedelta(seconds=config["MAIL_LEASE_SECONDS"])
     context = invitation_context(
         username=user.username, firstname=user.firstname, surname=user.surname,
         email=recipient, language=language, password=password,
+        set_password_url=set_password_url,
         login_url=config["BASE_URL"].rstrip("/") + "/login", site_name=config["SITE_NAME"],
         expires=expires, must_change_password=user.must_change_password)
-    session.commit()  # the hash is stored before the e-mail can leave
+    session.commit()  # the credential is stored before the e-mail can leave
 
     failure: SendFailure | None = None
     try:
-        if ("template", language) not in cache:
-            cache[("template", language)] = invitation_template(session, language)
-        subject, html, text = render(cache[("template", language)], context)
+        if (mode, language) not in cache:
+            cache[(mode, language)] = invitation_template(session, language, mode)
+        subject, html, text = render(cache[(mode, language)], context)
         message = build_message(sender=config["MAIL_DEFAULT_SENDER"], recipient=recipient,
-                                subject=subject, text=text, html=html, secret_values=(password,))
+                                subject=subject, text=text, html=html, secret_values=(secret,))
     except RenderError as exc:
         failure = SendFailure(PERMANENT, f"The e-mail template cannot be rendered: {exc}")
     except SendFailure as exc:  # an address no SMTP exchange of ours can carry
@@ -244,16 +257,17 @@ def send_one(invitation_id: int, token: str, transport,
             transport.close()
             failure = SendFailure(TEMPORARY, "Unexpected error while sending: "
                                   f"{exc.__class__.__name__}", maybe_accepted=True)
-    del password, context
-    return _record_outcome(invitation_id, token, password_hash, expires, failure)
+    del password, secret, context
+    return _record_outcome(invitation_id, token, credential, expires, failure)
 
 
-def _record_outcome(invitation_id: int, token: str, password_hash: str, expires,
+def _record_outcome(invitation_id: int, token: str, credential: str, expires,
                     failure: SendFailure | None) -> tuple[str, SendFailure | None]:
-    """Store what one attempt did. The order of `pending_hashes` is the order of what may have
-    reached the user: a success keeps the hashes after its own (attempts begun or accepted
-    later), and a success that learns another worker took the invitation over moves its hash
-    to the end instead of taking over the state."""
+    """Store what one attempt did with `credential` (a password's hash, or a link's digest).
+    The order of `pending_hashes` is the order of what may have reached the user: a success
+    keeps the credentials after its own (attempts begun or accepted later), and a success that
+    learns another worker took the invitation over moves its credential to the end instead of
+    taking over the state."""
     config = current_app.config
     session = db.session
     invitation = session.get(Invitation, invitation_id, with_for_update=True)
@@ -261,25 +275,31 @@ def _record_outcome(invitation_id: int, token: str, password_hash: str, expires,
     pending = list(invitation.pending_hashes)
     if failure is None:
         if ours or invitation.status in (Invitation.QUEUED, Invitation.FAILED):
-            user = invitation.user
-            user.password_hash = password_hash
-            user.temp_password_expires_at = expires
-            later = pending[pending.index(password_hash) + 1:] if password_hash in pending else []
+            later = pending[pending.index(credential) + 1:] if credential in pending else []
+            if invitation.mode == InviteMode.LINK:
+                password_links.accept(session, invitation.user_id, credential, keep=later)
+            else:
+                user = invitation.user
+                user.password_hash = credential
+                user.temp_password_expires_at = expires
             invitation.pending_hashes = later
             invitation.status, invitation.sent_at = Invitation.SENT, utcnow()
             invitation.last_error = None
             invitation.lease_until = invitation.lease_token = None
             record_event(session, "invitation_sent", user_id=invitation.user_id,
                          invitation_id=invitation.id, attempts=invitation.attempts)
-        else:  # another worker holds it or has sent it: keep this password working too
-            invitation.pending_hashes = [h for h in pending if h != password_hash] + [
-                password_hash]
+        else:  # another worker holds it or has sent it: keep this credential working too
+            invitation.pending_hashes = [h for h in pending if h != credential] + [credential]
+            if invitation.mode == InviteMode.LINK:
+                password_links.keep_working(session, credential)
         session.commit()
         log.info("Invitation %s sent to user %s", invitation_id, invitation.user_id)
         return "sent", None
 
     if not failure.maybe_accepted:
-        invitation.pending_hashes = [h for h in pending if h != password_hash]
+        invitation.pending_hashes = [h for h in pending if h != credential]
+        if invitation.mode == InviteMode.LINK:
+            password_links.refuse(session, credential)
     if not ours:  # another worker holds it now: its state is not ours to change
         session.commit()
         return "deferred", failure
@@ -339,11 +359,13 @@ def _give_up_undecided(invitation: Invitation) -> tuple[str, SendFailure]:
     """Fail an invitation that already has MAX_PENDING_HASHES e-mails the server may have
     accepted: another attempt would add a password to check at every login, and none of the
     earlier ones may be dropped while it may be the last one accepted."""
+    what, ask = (("link", "open the link of the last one they received") if
+                 invitation.mode == InviteMode.LINK else
+                 ("password", "log in with the password of the last one they received"))
     failure = SendFailure(PERMANENT, (
         f"Not sent again: the mail server may have accepted {len(invitation.pending_hashes)} "
-        "earlier e-mails without confirming them, and the password in each of them works. Ask "
-        "the user to log in with the password of the last one they received and choose a new "
-        "password."))
+        f"earlier e-mails without confirming them, and the {what} in each of them works. Ask "
+        f"the user to {ask} and choose a new password."))
     invitation.status, invitation.last_error = Invitation.FAILED, failure.reason
     invitation.lease_until = invitation.lease_token = None
     record_event(db.session, "invitation_failed", user_id=invitation.user_id,

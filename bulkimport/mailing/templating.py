@@ -30,6 +30,7 @@ from jinja2.visitor import NodeTransformer
 from markupsafe import soft_str
 
 INVITATION = "panels.peopleadmin_edituser.new_user_email_notification"
+INVITATION_LINK = "panels.peopleadmin_edituser.new_user_set_password_link"
 MAX_OUTPUT_CHARS = 100_000
 
 
@@ -69,6 +70,38 @@ If you did not expect this e-mail, tell your administrator.
 <p><a href="{{ login_url }}">Log in to {{ site_name }}</a></p>
 <p>This password works until {{ expires }}.{% if must_change_password %}
 You will be asked to choose a new password when you first log in.{% endif %}</p>
+<p style="color: #666">If you did not expect this e-mail, tell your administrator.</p>
+</body></html>
+""",
+)
+
+
+DEFAULT_INVITATION_LINK = NotificationTemplate(
+    subject="Your {{ site_name }} account: choose your password",
+    text="""Hello {{ firstname }},
+
+An account has been created for you on {{ site_name }}.
+
+    Username: {{ username }}
+
+Choose your password here:
+{{ set_password_url }}
+
+This link works once, until {{ expires }}. After you choose your password you are logged in;
+later, log in at {{ login_url }}
+
+If you did not expect this e-mail, tell your administrator.
+""",
+    html="""<!doctype html>
+<html lang="en"><body style="font-family: sans-serif; line-height: 1.5">
+<p>Hello {{ firstname }},</p>
+<p>An account has been created for you on <strong>{{ site_name }}</strong>.</p>
+<table style="border-collapse: collapse">
+  <tr><td style="padding: 2px 12px 2px 0">Username</td><td><code>{{ username }}</code></td></tr>
+</table>
+<p><a href="{{ set_password_url }}">Choose your password</a></p>
+<p>This link works once, until {{ expires }}. After you choose your password you are logged in;
+later, log in at <a href="{{ login_url }}">{{ login_url }}</a>.</p>
 <p style="color: #666">If you did not expect this e-mail, tell your administrator.</p>
 </body></html>
 """,
@@ -529,10 +562,13 @@ INVITATION_VARIABLES: dict[str, str] = {
     "surname": "The user's surname.",
     "email": "The user's e-mail address (where this e-mail goes).",
     "language": "The user's language code (e.g. en), empty if none.",
-    "password": "The generated password: it is in this e-mail only, never stored in clear.",
+    "password": "The generated password: it is in this e-mail only, never stored in clear "
+                "(empty in the e-mail with a link).",
+    "set_password_url": "The one-time link to choose a password (empty in the e-mail with a "
+                        "password).",
     "login_url": "The address of the login page.",
     "site_name": "The site's name (BULKIMPORT_SITE_NAME).",
-    "expires": "When the password stops working, e.g. 2026-12-02 09:30 UTC.",
+    "expires": "When the password (or the link) stops working, e.g. 2026-12-02 09:30 UTC.",
     "must_change_password": "True when the user must choose a new password at first login.",
 }
 PARTS = (("subject", "subject", False), ("html", "HTML body", True), ("text", "text body", False))
@@ -540,27 +576,32 @@ PARTS = (("subject", "subject", False), ("html", "HTML body", True), ("text", "t
 
 def invitation_context(*, username: str, firstname: str, surname: str, email: str,
                        language: str | None, password: str, login_url: str, site_name: str,
-                       expires: datetime, must_change_password: bool) -> dict:
+                       expires: datetime, must_change_password: bool,
+                       set_password_url: str = "") -> dict:
     """The documented variables of the invitation template, and nothing else."""
     return {
         "username": username, "firstname": firstname, "surname": surname, "email": email,
-        "language": language or "", "password": password, "login_url": login_url,
+        "language": language or "", "password": password,
+        "set_password_url": set_password_url, "login_url": login_url,
         "site_name": site_name, "expires": expires.strftime("%Y-%m-%d %H:%M UTC"),
         "must_change_password": must_change_password,
     }
 
 
 SAMPLE_PASSWORD = "Sample-Password-7x4Q"
+SAMPLE_LINK_TOKEN = "sample-token-9Qx2"
 
 
 def sample_context(*, language: str, login_url: str, site_name: str, days: int,
-                   must_change_password: bool = True, **person: str) -> dict:
+                   must_change_password: bool = True, link: bool = False, **person: str) -> dict:
     """Sample data for previews and the test render at save: Jane Doe unless `person` (username,
-    firstname, surname, email) says otherwise."""
+    firstname, surname, email) says otherwise; with `link`, a link's e-mail (no password)."""
     details = {"username": "jdoe", "firstname": "Jane", "surname": "Doe",
                "email": "jane.doe@example.com", **person}
+    url = login_url.removesuffix("/login") + "/set-password/" + SAMPLE_LINK_TOKEN
     return invitation_context(
-        **details, language=language, password=SAMPLE_PASSWORD, login_url=login_url,
+        **details, language=language, password="" if link else SAMPLE_PASSWORD,
+        set_password_url=url if link else "", login_url=login_url,
         site_name=site_name, expires=datetime.now() + timedelta(days=days),
         must_change_password=must_change_password)
 
@@ -603,10 +644,11 @@ def render(template: NotificationTemplate, context: dict) -> tuple[str, str, str
 
 
 def check_template(template: NotificationTemplate, sample: dict,
-                   variables: dict[str, str]) -> list[str]:
+                   variables: dict[str, str], required: str | None = None) -> list[str]:
     """Every reason not to store `template`, each naming the part (and line): syntax errors,
     sizes, constructs outside the subset (forbidden tags, arithmetic, attributes, calls),
-    unknown variables, then a failing test render with `sample` and with the longest values a
+    unknown variables, bodies that do not use the `required` variable (the credential the
+    e-mail exists for), then a failing test render with `sample` and with the longest values a
     user can have. An empty list means it is safe to save."""
     problems = []
     for field, name, html in PARTS:
@@ -628,6 +670,11 @@ def check_template(template: NotificationTemplate, sample: dict,
         for variable, line in unknown:
             problems.append(f"{name}, line {line}: unknown variable “{variable}”; the variables "
                             f"are {', '.join(variables)}.")
+        if field != "subject" and required in meta.find_undeclared_variables(tree):
+            required = None
+    if required:
+        problems.append(f"Neither body uses {{{{ {required} }}}}: without it the user cannot "
+                        "log in. Put it in the HTML body or the text body.")
     if problems:
         return problems
     for what, context in (("sample data", sample),

@@ -20,8 +20,9 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, NumberRange, ValidationError
 
 from ..columns import label
+from ..importing.schedule import Schedule, local_text
 from ..importing.staging import APPLICABLE, FILTERS
-from ..models import ImportRow
+from ..models import ImportRow, InviteMode
 from ..password_policy import MAX_LENGTH_RANGE, MIN_LENGTH_RANGE, TEMP_DAYS_RANGE
 from ..web import page_number
 
@@ -37,6 +38,8 @@ DELIMITERS = [SelectChoice(value, label) for value, label in (
 
 GENERATE_LABEL = "Generate random passwords and send login credentials via email"
 ACCOUNT_STATES = ("active", "blocked")  # the user list's filter
+INVITE_CHOICES = [SelectChoice(InviteMode.PASSWORD.value, "E-mail a generated password"),
+                  SelectChoice(InviteMode.LINK.value, "E-mail a link to choose a password")]
 
 
 class SearchForm(FlaskForm):
@@ -58,6 +61,8 @@ class UploadForm(FlaskForm):
                      render_kw={"accept": ".csv,.txt,.tsv,.xlsx,.xlsm,text/csv,text/plain,"
                                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"})
     generate_passwords = BooleanField(GENERATE_LABEL)
+    invite_by = RadioField("What the e-mail gives each new user", default=InviteMode.PASSWORD,
+                           choices=INVITE_CHOICES)
     list_missing = BooleanField("Users missing from this file: list them")
     clear_empty = BooleanField("Empty cells clear values")
     update_passwords = BooleanField("Also set the passwords of existing users")
@@ -280,6 +285,33 @@ class BatchOptionForm(FlaskForm):
     change = HiddenField(validators=[InputRequired()])
     encoding = HiddenField()
     sheet = StringField("Sheet")
+
+
+class InvitationsForm(FlaskForm):
+    """The review's choice of what the invitations carry and when they go; the column list is
+    the file's headings (set by the view)."""
+
+    invite_by = RadioField("What the e-mail gives each new user", choices=INVITE_CHOICES)
+    send_when = RadioField("When the invitations go", default="now", choices=[
+        SelectChoice("now", "Now, as soon as the file is submitted"),
+        SelectChoice("at", "At a date and time"),
+        SelectChoice("column", "On each row's date, from a column of the file")])
+    send_at = StringField("Date and time", render_kw={"type": "datetime-local"})
+    send_column = SelectField("Date column", validate_choice=False)
+    send_time = StringField("Time, when the cell has only a date", default="08:00",
+                            render_kw={"type": "time"})
+    save_invitations = SubmitField("Save when and how")
+
+
+def invitations_form_for(batch) -> InvitationsForm:
+    """The review's invitations form, showing what the batch has now."""
+    schedule = Schedule.from_json((batch.notes or {}).get("schedule"))
+    form = InvitationsForm(formdata=None, invite_by=batch.invite_mode.value,
+                           send_when=schedule.when, send_column=schedule.column,
+                           send_time=schedule.time,
+                           send_at=local_text(schedule.at)[:16].replace(" ", "T"))
+    form.send_column.choices = [SelectChoice(c["heading"], c["heading"]) for c in batch.columns]
+    return form
 
 
 class RenameMappingForm(FlaskForm):

@@ -12,8 +12,9 @@ from ..extensions import db
 from ..importing.mapping import FULL_NAME, NOT_IMPORTED, Mapping, target_choices
 from ..importing.reader import FileProblem
 from ..importing.saved_mappings import rename_mapping, save_mapping, saved_mappings
+from ..importing.schedule import COLUMN, NOW, Schedule, ScheduleError, build
 from ..importing.staging import BatchClosed, column_samples, owned_batch, replan
-from ..models import ImportBatch, SavedMapping
+from ..models import ImportBatch, InviteMode, SavedMapping
 from ..profile import FieldDefinition, FieldError, active_fields, create_field
 from ..web import form_status
 from . import bp
@@ -21,6 +22,7 @@ from .forms import (
     NEW_FIELD,
     BatchOptionForm,
     DeleteMappingForm,
+    InvitationsForm,
     RenameMappingForm,
     mapping_form_for,
 )
@@ -165,6 +167,47 @@ def change_options(batch_id: int):
         abort(409, "This file was already submitted or has expired.")
     db.session.commit()
     flash("The file was read again with the new setting; choose the actions again.", "info")
+    return redirect(url_for(".review", batch_id=batch.id))
+
+
+@bp.post("/import/<int:batch_id>/invitations-options")
+def change_invitations(batch_id: int):
+    """The review's choice of what the invitations carry and when they go. A date column is
+    read from the kept file (each row's date checked, and shown on the review), so choosing
+    one, or leaving one, reads the file again and the choices start over."""
+    batch = _open_batch(batch_id)
+    form = InvitationsForm()
+    if not form.validate_on_submit() or not batch.generate_passwords:
+        abort(400)
+    headings = [column["heading"] for column in batch.columns]
+    try:
+        schedule = build(form.send_when.data, form.send_at.data or "",
+                         form.send_column.data or "", form.send_time.data or "", headings)
+    except ScheduleError as problem:
+        flash(f"When the invitations go was not changed: {problem}", "danger")
+        return redirect(url_for(".review", batch_id=batch.id))
+    before = Schedule.from_json((batch.notes or {}).get("schedule"))
+    batch.invite_mode = InviteMode(form.invite_by.data)
+    reread = COLUMN in (before.when, schedule.when) and before != schedule
+    try:
+        if reread:
+            replan(db.session, batch, schedule=schedule.to_json())
+        else:
+            notes = {key: value for key, value in (batch.notes or {}).items()
+                     if key != "schedule"}
+            batch.notes = {**notes, **({"schedule": schedule.to_json()}
+                                       if schedule.when != NOW else {})}
+    except FileProblem as problem:
+        db.session.rollback()
+        flash(problem.message, "danger")
+        return redirect(url_for(".review", batch_id=batch.id))
+    except BatchClosed:
+        db.session.rollback()
+        abort(409, "This file was already submitted or has expired.")
+    db.session.commit()
+    said = f"Invitations: {schedule.describe()}."
+    flash(said + (" The file was read again for the dates; choose the actions again."
+                  if reread else ""), "info" if reread else "success")
     return redirect(url_for(".review", batch_id=batch.id))
 
 

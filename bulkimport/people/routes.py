@@ -30,6 +30,7 @@ from ..importing.reading import (
     has_stalled,
     reads_in_background,
 )
+from ..importing.schedule import SEND_AT, Schedule
 from ..importing.staging import (
     FILTERS,
     ROWS_PER_PAGE,
@@ -52,7 +53,7 @@ from ..invitation_history import latest_invitations
 from ..mailing.languages import languages as site_languages
 from ..mailing.sending import paused_reason
 from ..mailing.status import invitation_counts, latest_status_by_user, progress
-from ..models import ImportBatch, User
+from ..models import ImportBatch, InviteMode, User
 from ..profile import active_fields
 from ..user_directory import search_condition
 from ..web import csv_response, form_status, page_number
@@ -63,13 +64,14 @@ from .forms import (
     BatchOptionForm,
     SearchForm,
     UploadForm,
+    invitations_form_for,
     review_form_for,
 )
 
 USERS_PER_PAGE = 50
 # The review table's own columns; every other value of a row is listed in its details.
 SHOWN_COLUMNS = frozenset({"username", "firstname", "surname", "email", "_derived",
-                           "_defaulted"})
+                           "_defaulted", SEND_AT})
 
 
 @bp.get("")
@@ -112,7 +114,8 @@ def upload():
         options = UploadOptions(form.generate_passwords.data, form.encoding.data or None,
                                 form.delimiter.data or None, form.clear_empty.data,
                                 form.update_passwords.data, defaults=defaults,
-                                list_missing=form.list_missing.data)
+                                list_missing=form.list_missing.data,
+                                invite_mode=InviteMode(form.invite_by.data))
         purge_expired(db.session)
         data = upload.read()
         if reads_in_background(len(data)):  # a big file: read by a job, watched on a page
@@ -227,7 +230,10 @@ def review(batch_id: int):
     return render_template("people/review.html", batch=batch, rows=rows, show=show, form=form,
                            chosen=chosen, mapping=Mapping.from_json(batch.mapping or {
                                "headings": [], "targets": []}),
-                           option_form=BatchOptionForm(), shown=SHOWN_COLUMNS), form_status(form)
+                           option_form=BatchOptionForm(), shown=SHOWN_COLUMNS,
+                           invitations_form=invitations_form_for(batch),
+                           schedule=Schedule.from_json((batch.notes or {}).get("schedule"))
+                           ), form_status(form)
 
 
 @bp.get("/import/<int:batch_id>/errors.csv")

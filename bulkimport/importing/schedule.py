@@ -1,0 +1,174 @@
+"""When a batch's invitations go: now, at one date and time, or on each row's date from a column
+of the file (a start date). Times are written and shown in the site's time zone (TIME_ZONE) and
+stored in UTC, like every time in the database; a time already past means now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import current_app
+
+from ..clock import utcnow
+from ..profile import parse_date
+
+NOW, AT, COLUMN = "now", "at", "column"
+WHEN = (NOW, AT, COLUMN)
+DEFAULT_TIME = "08:00"
+SEND_AT = "_send_at"  # the key of a row's sending time (UTC, ISO) in its staged values
+DATETIME_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S",
+                    "%Y-%m-%dT%H:%M:%S")
+
+
+class ScheduleError(ValueError):
+    """A sending time or column that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The administrator's choice: `when` is now, at (`at`, UTC) or column (`column` is the
+    heading, `time` the local time of day for dates without one)."""
+
+    when: str = NOW
+    at: datetime | None = None
+    column: str | None = None
+    time: str = DEFAULT_TIME
+
+    def to_json(self) -> dict[str, Any] | None:
+        """The form kept in a batch's notes; None for now (the default)."""
+        if self.when == NOW:
+            return None
+        return {"when": self.when, "at": self.at.isoformat() if self.at else None,
+                "column": self.column, "time": self.time}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Schedule:
+        """The schedule kept by `to_json`."""
+        if not data:
+            return cls()
+        return cls(data["when"], datetime.fromisoformat(data["at"]) if data.get("at") else None,
+                   data.get("column"), data.get("time") or DEFAULT_TIME)
+
+    def describe(self) -> str:
+        """The choice in words, in the site's time zone."""
+        if self.when == AT:
+            return f"At {local_text(self.at)}"
+        if self.when == COLUMN:
+            return (f"On each row's date in “{self.column}”, at {self.time} {zone_name()} when "
+                    "it gives no time; rows with no date or a past one go now")
+        return "Now, as soon as the file is submitted"
+
+
+def zone_name() -> str:
+    """The site's time zone's name (the TIME_ZONE setting)."""
+    return current_app.config["TIME_ZONE"]
+
+
+def site_zone() -> ZoneInfo:
+    """The site's time zone, in which administrators write and read sending times."""
+    try:
+        return ZoneInfo(zone_name())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ScheduleError(f"The time zone “{zone_name()}” (BULKIMPORT_TIME_ZONE) is not "
+                            "known; set a name such as Europe/Berlin or UTC.") from None
+
+
+def to_utc(local: datetime) -> datetime:
+    """A time written in the site's time zone, as the naive UTC the database keeps."""
+    return local.replace(tzinfo=site_zone()).astimezone(UTC).replace(tzinfo=None)
+
+
+def local_text(moment: datetime | None) -> str:
+    """A stored (naive UTC) time as the site's time zone writes it."""
+    if moment is None:
+        return ""
+    local = moment.replace(tzinfo=UTC).astimezone(site_zone())
+    return f"{local:%Y-%m-%d %H:%M} {zone_name()}"
+
+
+def parse_local(text: str) -> datetime | None:
+    """A date and time such as 2027-01-04 08:00 (or a browser's 2027-01-04T08:00), or None."""
+    for form in DATETIME_FORMATS:
+        try:
+            return datetime.strptime(text.strip(), form)
+        except ValueError:
+            continue
+    return None
+
+
+def parse_time(text: str) -> str:
+    """A time of day as HH:MM; raises ScheduleError."""
+    try:
+        return time.fromisoformat(text.strip()).strftime("%H:%M")
+    except ValueError:
+        raise ScheduleError(f"“{text}” is not a time of day such as 08:00.") from None
+
+
+def build(when: str, at: str = "", column: str = "", time_of_day: str = "",
+          headings: list[str] | tuple[str, ...] = ()) -> Schedule:
+    """The schedule the review form or the CLI asks for, checked: a time to come, a column the
+    file has; raises ScheduleError naming what is wrong."""
+    if when not in WHEN:
+        raise ScheduleError("Choose when the invitations go: now, at a date and time, or on "
+                            "each row's date.")
+    site_zone()  # a bad TIME_ZONE setting is said before anything else
+    if when == AT:
+        local = parse_local(at or "")
+        if local is None:
+            raise ScheduleError(f"“{at}” is not a date and time such as 2027-01-04 08:00.")
+        moment = to_utc(local)
+        if moment <= utcnow():
+            raise ScheduleError(f"{local:%Y-%m-%d %H:%M} {zone_name()} has passed: choose a "
+                                "later time, or Now.")
+        return Schedule(AT, at=moment)
+    if when == COLUMN:
+        if column not in headings:
+            raise ScheduleError(f"The file has no column “{column}”: choose one of "
+                                f"{', '.join(headings)}.")
+        return Schedule(COLUMN, column=column, time=parse_time(time_of_day or DEFAULT_TIME))
+    return Schedule()
+
+
+def mark_rows(rows, headings: list[str], schedule: Schedule, date_order: str) -> None:
+    """Give each row to add its sending time (SEND_AT, UTC) from the schedule's column: a date
+    (or a date and time) in the site's time zone. An unreadable date makes the row an error
+    naming the column; an empty cell or a date past leaves the row to go now."""
+    if schedule.when != COLUMN or schedule.column not in headings:
+        return
+    index = headings.index(schedule.column)
+    hour = time.fromisoformat(schedule.time)
+    now = utcnow()
+    for row in rows:
+        if row.action != "add":
+            continue
+        cell = (row.raw[index] if index < len(row.raw) else "").strip()
+        if not cell:
+            continue
+        local = parse_local(cell)
+        if local is None:
+            day = parse_date(cell, date_order)
+            local = datetime.combine(datetime.fromisoformat(day), hour) if day else None
+        if local is None:
+            slashed = "01/31/2027" if date_order == "MDY" else "31/01/2027"
+            row.errors.append(f"{schedule.column} “{cell}” is not a date for sending the "
+                              f"invitation (write 2027-01-31 or {slashed}, with or without a "
+                              "time such as 08:00).")
+            row.action = "error"
+            continue
+        moment = to_utc(local)
+        if moment > now:
+            row.values[SEND_AT] = moment.isoformat()
+
+
+def send_time(schedule: Schedule, values: dict[str, Any] | None) -> datetime | None:
+    """When a new user's invitation goes (UTC), or None for now."""
+    now = utcnow()
+    if schedule.when == AT:
+        moment = schedule.at
+    elif schedule.when == COLUMN and values and values.get(SEND_AT):
+        moment = datetime.fromisoformat(values[SEND_AT])
+    else:
+        return None
+    return moment if moment and moment > now else None
