@@ -271,9 +271,10 @@ def choose_all(client, batch_id: int, *actions: str, submit: bool = True):
     return client.post(f"/admin/people/import/{batch_id}", data=form)
 
 
-def import_file(client, data: bytes, *actions: str, generate: bool = True):
+def import_file(client, data: bytes, *actions: str, generate: bool = True,
+                invite_by: str = "password"):
     """Upload, tick the headings of `actions` (default Add) and submit; returns the batch id."""
-    batch_id = batch_id_of(upload(client, data, generate=generate))
+    batch_id = batch_id_of(upload(client, data, generate=generate, invite_by=invite_by))
     response = choose_all(client, batch_id, *(actions or ("add",)))
     assert response.status_code == 302, response.get_data(as_text=True)[:2000]
     return batch_id
@@ -346,6 +347,23 @@ def authenticate(session, username: str, password: str):
 
     user = check_credentials(session, username, password)[0]
     return user if user is not None and user.active else None
+
+
+def credential_works(session, username: str, credential: str) -> bool:
+    """Whether an invitation's credential (`smtpserver.credential_in`) works for `username`: the
+    password logs in, or the link opens the set-password page. Reads only."""
+    from bulkimport.password_links import find
+
+    if credential.startswith("link:"):
+        link, _ = find(session, credential.removeprefix("link:"))
+        return link is not None and link.user.username == username
+    return authenticate(session, username, credential) is not None
+
+
+@pytest.fixture(params=["password", "link"])
+def invite_mode(request) -> str:
+    """What the invitations carry: every fault test runs for both."""
+    return request.param
 
 
 @pytest.fixture

@@ -80,6 +80,13 @@ class FaultyHandler:
             messages = [m for _, a, m in self.accepted if a == address.lower()]
         return password_in(messages[-1]) if messages else None
 
+    def last_credential(self, address: str) -> str | None:
+        """The password, or the set-password link's token, in the last message accepted for
+        `address`, if any."""
+        with self.lock:
+            messages = [m for _, a, m in self.accepted if a == address.lower()]
+        return credential_in(messages[-1]) if messages else None
+
     def count_for(self, address: str) -> int:
         """How many messages were accepted for `address`."""
         with self.lock:
@@ -96,6 +103,23 @@ def password_in(raw: bytes) -> str:
     message = BytesParser(policy=policy.default).parsebytes(raw)
     text = message.get_body(preferencelist=("plain",)).get_content()
     return re.search(r"Password: (\S+)", text).group(1)
+
+
+LINK = re.compile(r"/set-password/([A-Za-z0-9_-]+)")
+
+
+def link_token_in(raw: bytes) -> str:
+    """The token of the set-password link in an invitation's text part."""
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    return LINK.search(message.get_body(preferencelist=("plain",)).get_content()).group(1)
+
+
+def credential_in(raw: bytes) -> str:
+    """What an invitation gives: its password, or its link's token (prefixed "link:")."""
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    found = LINK.search(text)
+    return f"link:{found.group(1)}" if found else re.search(r"Password: (\S+)", text).group(1)
 
 
 class Authenticator:

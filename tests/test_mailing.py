@@ -8,8 +8,15 @@ import re
 from datetime import timedelta
 
 import pytest
-from conftest import authenticate, import_file, login_admin, sample, wait_for_jobs
-from smtpserver import Authenticator, password_in, refusing_port, start_server
+from conftest import (
+    authenticate,
+    credential_works,
+    import_file,
+    login_admin,
+    sample,
+    wait_for_jobs,
+)
+from smtpserver import Authenticator, credential_in, password_in, refusing_port, start_server
 from sqlalchemy import select
 
 from bulkimport.clock import clock_of
@@ -60,19 +67,20 @@ def drain(app, rounds: int = 50) -> dict[str, int]:
 
 
 def assert_invariant(app, handler) -> None:
-    """For every invited user, the password of the last accepted e-mail logs in; every
-    invitation ended sent, or failed with a reason."""
+    """For every invited user, the credential of the last accepted e-mail works (the password
+    logs in, or the link opens the set-password page); every invitation ended sent, or failed
+    with a reason."""
     with app.app_context():
         for invitation in db.session.scalars(select(Invitation)):
             user = invitation.user
             assert invitation.status in ("sent", "failed"), invitation.status
             if invitation.status == "failed":
                 assert invitation.last_error
-            password = handler.last_password(user.email)
-            if password is None:
+            credential = handler.last_credential(user.email)
+            if credential is None:
                 assert invitation.status == "failed"
                 continue
-            assert authenticate(db.session, user.username, password) is not None, user.username
+            assert credential_works(db.session, user.username, credential), user.username
             db.session.rollback()  # authenticate may promote a pending hash: keep the state
 
 
@@ -111,14 +119,15 @@ FAULTS = {
 }
 
 
-def test_faults_are_retried_or_failed_and_the_last_password_works(app_factory, smtp):
+def test_faults_are_retried_or_failed_and_the_last_credential_works(app_factory, smtp,
+                                                                     invite_mode):
     controller, handler = smtp
     handler.hang_seconds = 6.0  # twice MAIL_TIMEOUT
     for i, actions in FAULTS.items():
         handler.rules[f"mail{i:03d}@example.com"] = list(actions)
     app = app_factory(**mail_config(controller, MAIL_CHUNK_SIZE=5))
     client = login_admin(app)
-    import_file(client, make_csv(16))
+    import_file(client, make_csv(16), invite_by=invite_mode)
     counts = drain(app)
     assert counts == {"sent": 14, "failed": 2}
     assert_invariant(app, handler)
@@ -133,12 +142,12 @@ def test_faults_are_retried_or_failed_and_the_last_password_works(app_factory, s
         assert handler.count_for("mail007@example.com") == 2
 
 
-def test_gives_up_after_the_configured_hours(app_factory, smtp, clock):
+def test_gives_up_after_the_configured_hours(app_factory, smtp, clock, invite_mode):
     controller, handler = smtp
     handler.rules["mail000@example.com"] = ["data451"] * 1000
     app = app_factory(**mail_config(controller, MAIL_GIVE_UP_HOURS=1))
     started = clock.now()
-    import_file(login_admin(app), make_csv(1))
+    import_file(login_admin(app), make_csv(1), invite_by=invite_mode)
     assert drain(app) == {"failed": 1}
     assert timedelta(minutes=20) < clock.now() - started <= timedelta(hours=1)
     with app.app_context():
@@ -147,12 +156,12 @@ def test_gives_up_after_the_configured_hours(app_factory, smtp, clock):
         assert invitation.last_error.endswith("451 4.3.0 Mailbox busy, try later")
 
 
-def test_server_down_defers_and_sends_when_it_returns(app_factory):
+def test_server_down_defers_and_sends_when_it_returns(app_factory, invite_mode):
     down = refusing_port()  # the relay's port while it is down: no other test can take it
     port = down.getsockname()[1]
     app = app_factory(**mail_config(None, MAIL_PORT=port))
     client = login_admin(app)
-    batch_id = import_file(client, make_csv(4))
+    batch_id = import_file(client, make_csv(4), invite_by=invite_mode)
     with app.app_context():
         sweep()
     wait_for_jobs(app)
@@ -197,13 +206,14 @@ def test_refused_login_pauses_sending_with_a_banner_until_fixed(app_factory):
         controller.stop()
 
 
-def test_resend_makes_a_new_password_and_the_old_one_stops_working(app_factory, smtp):
+def test_resend_makes_a_new_credential_and_the_old_one_stops_working(app_factory, smtp,
+                                                                      invite_mode):
     controller, handler = smtp
     app = app_factory(**mail_config(controller))
     client = login_admin(app)
-    batch_id = import_file(client, make_csv(3))
+    batch_id = import_file(client, make_csv(3), invite_by=invite_mode)
     drain(app)
-    old = handler.last_password("mail000@example.com")
+    old = handler.last_credential("mail000@example.com")
     with app.app_context():
         ids = {i.user.username: i.id for i in db.session.scalars(select(Invitation))}
     response = client.post("/admin/people/invitations/resend",
@@ -211,12 +221,12 @@ def test_resend_makes_a_new_password_and_the_old_one_stops_working(app_factory, 
                                   "confirm": "1"})
     assert response.location.endswith(f"/import/{batch_id}/invitations")
     assert drain(app) == {"sent": 3}
-    new = handler.last_password("mail000@example.com")
+    new = handler.last_credential("mail000@example.com")
     assert new != old and handler.count_for("mail000@example.com") == 2
     assert handler.count_for("mail001@example.com") == 1
     with app.app_context():
-        assert authenticate(db.session, "mail000", old) is None
-        assert authenticate(db.session, "mail000", new) is not None
+        assert not credential_works(db.session, "mail000", old)  # superseded
+        assert credential_works(db.session, "mail000", new)
     client.post("/admin/people/invitations/resend",
                 data={"selected": [str(ids["mail001"]), str(ids["mail002"])], "batch_id": "",
                       "confirm": "1"})
@@ -325,7 +335,7 @@ def test_each_application_has_its_own_local_throttle(app_factory):
         assert send_rate_limit.current().reserve() == 0.0
 
 
-def test_a_server_that_never_answers_is_a_timeout_and_a_retry(app_factory):
+def test_a_server_that_never_answers_is_a_timeout_and_a_retry(app_factory, invite_mode):
     import socket
     import threading
 
@@ -337,7 +347,7 @@ def test_a_server_that_never_answers_is_a_timeout_and_a_retry(app_factory):
     try:
         app = app_factory(MAIL_SERVER="127.0.0.1", MAIL_PORT=listener.getsockname()[1],
                           MAIL_TIMEOUT=0.5, MAIL_RETRY_SECONDS=60, MAIL_RATE_PER_MINUTE=0)
-        import_file(login_admin(app), make_csv(2))
+        import_file(login_admin(app), make_csv(2), invite_by=invite_mode)
         wait_for_jobs(app)
         with app.app_context():
             invitations = db.session.scalars(select(Invitation)).all()
@@ -365,12 +375,12 @@ class _Takeover:
         self.real.close()
 
 
-def _one_invitation(app_factory, controller):
+def _one_invitation(app_factory, controller, invite_mode: str = "password"):
     app = app_factory(**mail_config(controller))
     from unittest import mock
 
     with mock.patch("bulkimport.importing.submission.wake"):
-        import_file(login_admin(app), make_csv(1))
+        import_file(login_admin(app), make_csv(1), invite_by=invite_mode)
     with app.app_context():
         return app, db.session.scalar(select(Invitation.id))
 
@@ -382,12 +392,12 @@ def _let_leases_run_out(app):
 
 @pytest.mark.parametrize("first_result", ["accepted", "refused"])
 def test_a_worker_whose_lease_was_taken_over_keeps_the_invariant(app_factory, smtp,
-                                                                   first_result):
+                                                                   first_result, invite_mode):
     from bulkimport.mailing import sending
     from bulkimport.mailing.transport import SMTPTransport
 
     controller, handler = smtp
-    app, invitation_id = _one_invitation(app_factory, controller)
+    app, invitation_id = _one_invitation(app_factory, controller, invite_mode)
     with app.app_context():
         assert sending.claim([invitation_id], "worker-a") == [invitation_id]
 
@@ -415,15 +425,16 @@ def test_a_worker_whose_lease_was_taken_over_keeps_the_invariant(app_factory, sm
     if first_result == "accepted":  # both e-mails arrived; either may be read last
         with app.app_context():
             for _, _, raw in handler.accepted:
-                assert authenticate(db.session, "mail000", password_in(raw)) is not None
+                assert credential_works(db.session, "mail000", credential_in(raw))
                 db.session.rollback()
 
 
-def test_killed_after_the_server_accepted_before_the_commit(app_factory, smtp, monkeypatch):
+def test_killed_after_the_server_accepted_before_the_commit(app_factory, smtp, monkeypatch,
+                                                            invite_mode):
     from bulkimport.mailing import sending
 
     controller, handler = smtp
-    app, invitation_id = _one_invitation(app_factory, controller)
+    app, invitation_id = _one_invitation(app_factory, controller, invite_mode)
 
     def die(*args, **kwargs):
         raise SystemExit("worker killed")
@@ -432,11 +443,11 @@ def test_killed_after_the_server_accepted_before_the_commit(app_factory, smtp, m
     with app.app_context(), pytest.raises(SystemExit):
         sending.send_invitations([invitation_id])
     monkeypatch.undo()
-    delivered = handler.last_password("mail000@example.com")
+    delivered = handler.last_credential("mail000@example.com")
     with app.app_context():
         invitation = db.session.get(Invitation, invitation_id)
         assert invitation.status == "sending" and len(invitation.pending_hashes) == 1
-        assert authenticate(db.session, "mail000", delivered) is not None  # the pending hash
+        assert credential_works(db.session, "mail000", delivered)  # the pending credential
         db.session.rollback()
     _let_leases_run_out(app)
     assert drain(app) == {"sent": 1}  # the sweep takes it back and sends it again
@@ -444,13 +455,13 @@ def test_killed_after_the_server_accepted_before_the_commit(app_factory, smtp, m
     assert_invariant(app, handler)
 
 
-def test_smtp_down_for_an_hour_on_a_simulated_clock(app_factory, clock):
+def test_smtp_down_for_an_hour_on_a_simulated_clock(app_factory, clock, invite_mode):
     """The relay is down for an hour of simulated time: each invitation is retried with doubling
     delays (never given up, never sent twice) and all go out once the relay is back."""
     down = refusing_port()
     port = down.getsockname()[1]
     app = app_factory(**mail_config(None, MAIL_PORT=port, MAIL_RETRY_SECONDS=60.0))
-    import_file(login_admin(app), make_csv(4))
+    import_file(login_admin(app), make_csv(4), invite_by=invite_mode)
     outage_ends = clock.now() + timedelta(hours=1)
 
     def next_round() -> int:
