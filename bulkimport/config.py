@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 def _bool(value: str) -> bool:
@@ -188,6 +189,11 @@ def load_config(app_config: dict, instance_path: str, overrides: dict | None = N
         if app_config[name] not in allowed:
             raise RuntimeError(f"BULKIMPORT_{name}={app_config[name]!r} is not valid: use "
                                + " or ".join(allowed))
+    try:
+        ZoneInfo(app_config["TIME_ZONE"])
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RuntimeError(f"BULKIMPORT_TIME_ZONE={app_config['TIME_ZONE']!r} is not a time "
+                           "zone: use an IANA name such as Europe/Berlin or UTC") from None
     app_config["SQLALCHEMY_DATABASE_URI"] = app_config["DATABASE_URL"]
     app_config["MAX_CONTENT_LENGTH"] = app_config["MAX_UPLOAD_MB"] * 1024 * 1024
     app_config["SESSION_COOKIE_SECURE"] = str(app_config["BASE_URL"]).startswith("https://")

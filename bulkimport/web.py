@@ -15,7 +15,7 @@ from .columns import label, shown_value
 from .extensions import login_manager
 from .importing.mapping import FULL_NAME, FULL_NAME_LABEL
 from .importing.reader import DELIMITERS, ENCODING_NAMES
-from .importing.schedule import local_text
+from .site_time import local_text
 
 MAX_PAGE = 100_000
 _FILTERS = {}
@@ -110,7 +110,8 @@ def delimiter_name(delimiter: str) -> str:
 def status_badge(status: str) -> str:
     """The Bootstrap badge class of an invitation status."""
     return {"queued": "text-bg-secondary", "sending": "text-bg-info", "sent": "text-bg-success",
-            "failed": "text-bg-danger", "expired": "text-bg-warning"}.get(status, "text-bg-light")
+            "failed": "text-bg-danger", "expired": "text-bg-warning",
+            "scheduled": "text-bg-primary"}.get(status, "text-bg-light")
 
 
 @_filter("display_value")

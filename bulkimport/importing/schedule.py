@@ -5,21 +5,17 @@ stored in UTC, like every time in the database; a time already past means now.""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from flask import current_app
 
 from ..clock import utcnow
 from ..profile import parse_date
+from ..site_time import local_text, parse_local, to_utc, zone_name
 
 NOW, AT, COLUMN = "now", "at", "column"
 WHEN = (NOW, AT, COLUMN)
 DEFAULT_TIME = "08:00"
 SEND_AT = "_send_at"  # the key of a row's sending time (UTC, ISO) in its staged values
-DATETIME_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S",
-                    "%Y-%m-%dT%H:%M:%S")
 
 
 class ScheduleError(ValueError):
@@ -61,43 +57,6 @@ class Schedule:
         return "Now, as soon as the file is submitted"
 
 
-def zone_name() -> str:
-    """The site's time zone's name (the TIME_ZONE setting)."""
-    return current_app.config["TIME_ZONE"]
-
-
-def site_zone() -> ZoneInfo:
-    """The site's time zone, in which administrators write and read sending times."""
-    try:
-        return ZoneInfo(zone_name())
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError(f"The time zone “{zone_name()}” (BULKIMPORT_TIME_ZONE) is not "
-                            "known; set a name such as Europe/Berlin or UTC.") from None
-
-
-def to_utc(local: datetime) -> datetime:
-    """A time written in the site's time zone, as the naive UTC the database keeps."""
-    return local.replace(tzinfo=site_zone()).astimezone(UTC).replace(tzinfo=None)
-
-
-def local_text(moment: datetime | None) -> str:
-    """A stored (naive UTC) time as the site's time zone writes it."""
-    if moment is None:
-        return ""
-    local = moment.replace(tzinfo=UTC).astimezone(site_zone())
-    return f"{local:%Y-%m-%d %H:%M} {zone_name()}"
-
-
-def parse_local(text: str) -> datetime | None:
-    """A date and time such as 2027-01-04 08:00 (or a browser's 2027-01-04T08:00), or None."""
-    for form in DATETIME_FORMATS:
-        try:
-            return datetime.strptime(text.strip(), form)
-        except ValueError:
-            continue
-    return None
-
-
 def parse_time(text: str) -> str:
     """A time of day as HH:MM; raises ScheduleError."""
     try:
@@ -113,7 +72,6 @@ def build(when: str, at: str = "", column: str = "", time_of_day: str = "",
     if when not in WHEN:
         raise ScheduleError("Choose when the invitations go: now, at a date and time, or on "
                             "each row's date.")
-    site_zone()  # a bad TIME_ZONE setting is said before anything else
     if when == AT:
         local = parse_local(at or "")
         if local is None:

@@ -10,6 +10,8 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import Invitation, User, utcnow
+from ..site_time import local_text
+from .scheduled import SCHEDULED, waiting_condition
 
 STATUSES = (Invitation.QUEUED, Invitation.SENDING, Invitation.SENT, Invitation.FAILED)
 EXPIRED = "expired"  # not a stored status: a sent invitation whose password is past its validity
@@ -23,9 +25,14 @@ def invitation_counts(batch_id: int | None = None) -> dict[str, int]:
     counts = dict.fromkeys(STATUSES, 0)
     counts.update(dict(db.session.execute(query).all()))
     counts["total"] = sum(counts[s] for s in STATUSES)
+    of_batch = [Invitation.batch_id == batch_id] if batch_id else []
     counts[EXPIRED] = db.session.scalar(
         select(func.count()).select_from(Invitation).join(Invitation.user)
-        .where(expired_condition(), *([Invitation.batch_id == batch_id] if batch_id else [])))
+        .where(expired_condition(), *of_batch))
+    counts[SCHEDULED] = db.session.scalar(
+        select(func.count()).select_from(Invitation).where(waiting_condition(), *of_batch))
+    counts["next_scheduled"] = db.session.scalar(
+        select(func.min(Invitation.next_attempt_at)).where(waiting_condition(), *of_batch))
     return counts
 
 
@@ -40,10 +47,14 @@ def progress(counts: dict[str, int], paused: str | None, batch_id: int | None = 
     one batch, counting the other imports' e-mails that share that limit with it, in the fair
     order of `mailing.fairness` (small imports and resends first, then the imports in turn)."""
     done = counts[Invitation.SENT] + counts[Invitation.FAILED]
-    remaining = counts[Invitation.QUEUED] + counts[Invitation.SENDING]
+    later = counts.get(SCHEDULED, 0)  # waiting for their time: not in the estimate
+    remaining = counts[Invitation.QUEUED] + counts[Invitation.SENDING] - later
     percent = 100 if not counts["total"] else math.floor(100 * done / counts["total"])
     rate = current_app.config["MAIL_RATE_PER_MINUTE"]
-    if not remaining:
+    if not remaining and later:
+        estimate = (f"{later:,} invitation{'s are' if later != 1 else ' is'} scheduled for "
+                    f"later; the first goes at {local_text(counts['next_scheduled'])}.")
+    elif not remaining:
         estimate = "All invitations have been handled."
     elif paused:
         estimate = "Sending is paused: " + paused
@@ -51,6 +62,9 @@ def progress(counts: dict[str, int], paused: str | None, batch_id: int | None = 
         estimate = _estimate(remaining, rate, counts["total"], batch_id)
     else:
         estimate = "No send-rate limit: as fast as the workers and the mail server allow."
+    if remaining and later:
+        estimate += (f" {later:,} more {'are' if later != 1 else 'is'} scheduled for later, "
+                     f"the first at {local_text(counts['next_scheduled'])}.")
     return {"percent": percent, "done": done, "remaining": remaining, "estimate": estimate}
 
 

@@ -20,10 +20,11 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, NumberRange, ValidationError
 
 from ..columns import label
-from ..importing.schedule import Schedule, local_text
+from ..importing.schedule import Schedule
 from ..importing.staging import APPLICABLE, FILTERS
 from ..models import ImportRow, InviteMode
 from ..password_policy import MAX_LENGTH_RANGE, MIN_LENGTH_RANGE, TEMP_DAYS_RANGE
+from ..site_time import local_text
 from ..web import page_number
 
 ENCODINGS = [SelectChoice(value, label) for value, label in (
@@ -167,6 +168,9 @@ class ResendForm(FlaskForm):
     resend_selected = SubmitField("Resend selected")
     all_failed = SubmitField("Resend all failed")
     confirm = SubmitField("Send new passwords")
+    send_now = SubmitField("Send selected now")
+    move = SubmitField("Move selected to")
+    send_at = StringField("New sending time", render_kw={"type": "datetime-local"})
 
 
 class AccountStateForm(FlaskForm):

@@ -9,11 +9,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
+from ..importing.schedule import AT, ScheduleError, build
 from ..invitation_history import histories, resend_candidates
 from ..mailing.dispatch import wake
+from ..mailing.scheduled import SCHEDULED, reschedule, waiting_condition
 from ..mailing.sending import paused_reason, resend
 from ..mailing.status import EXPIRED, STATUSES, expired_condition, invitation_counts, progress
 from ..models import ImportBatch, Invitation, User, utcnow
+from ..site_time import local_text
 from ..web import page_number, whole_number
 from . import bp
 from .forms import ResendForm
@@ -27,6 +30,8 @@ def _invitations_query(batch_id: int | None, status: str):
         query = query.where(Invitation.batch_id == batch_id)
     if status in STATUSES:
         query = query.where(Invitation.status == status)
+    elif status == SCHEDULED:
+        query = query.where(waiting_condition())
     elif status == EXPIRED:
         query = query.join(User, Invitation.user_id == User.id).where(expired_condition())
     return query
@@ -98,10 +103,45 @@ def resend_invitations():
     if count:
         wake()
         flash(f"{count} invitation{'s' if count != 1 else ''} will be sent again with a new "
-              "password; the old password stops working once the new e-mail is accepted.",
+              "password (or link); the old one stops working once the new e-mail is accepted.",
               "success")
     else:
         flash("Nothing to resend: select invitations that are not being sent right now.", "info")
+    return redirect(back)
+
+
+@bp.post("/invitations/schedule")
+def schedule_invitations():
+    """Send the ticked scheduled invitations now, or move them to another time (in the site's
+    time zone)."""
+    form = ResendForm()
+    if not form.validate_on_submit():
+        abort(400)
+    batch_id = whole_number(form.batch_id.data)
+    if batch_id is not None:
+        _batch(batch_id)
+    back = _back_url(batch_id, _return_user(form.user_id.data))
+    ids = _chosen_ids(form)
+    if not ids:
+        flash("Nothing to change: select the scheduled invitations first.", "info")
+        return redirect(back)
+    when = None
+    if form.move.data:
+        try:
+            when = build(AT, at=form.send_at.data or "").at
+        except ScheduleError as problem:
+            flash(f"The invitations were not moved: {problem}", "danger")
+            return redirect(back)
+    count = reschedule(db.session, ids, when, actor_id=current_user.id)
+    db.session.commit()
+    if not count:
+        flash("Nothing to change: only invitations still waiting for their time can be sent "
+              "now or moved.", "info")
+        return redirect(back)
+    wake()
+    plural = "s" if count != 1 else ""
+    flash(f"{count} invitation{plural} will be sent now." if when is None else
+          f"{count} invitation{plural} will be sent at {local_text(when)}.", "success")
     return redirect(back)
 
 
