@@ -1,6 +1,7 @@
 """Real RQ worker processes on Redis send to a real SMTP server: faults, a worker killed with
 SIGKILL in the middle of a chunk, Redis flushed in the middle of a run, the global throttle
-across two workers, and a scan proving no generated password is stored or logged."""
+across two workers, and a scan proving no generated password (or link token) is stored or
+logged; the fault tests run for both kinds of invitation."""
 
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ def pending(app) -> int:
         return count
 
 
-def test_two_workers_with_faults_and_no_password_stored_or_logged(setup, redis, caplog):
+def test_two_workers_with_faults_and_no_credential_stored_or_logged(setup, redis, caplog,
+                                                                    invite_mode):
     build, handler, logs = setup
     handler.hang_seconds = 2.0
     for i, actions in FAULTS.items():
@@ -85,7 +87,7 @@ def test_two_workers_with_faults_and_no_password_stored_or_logged(setup, redis, 
     app, start_worker = build()
     caplog.set_level("DEBUG")
     client = login_admin(app)
-    import_file(client, make_csv(30))
+    import_file(client, make_csv(30), invite_by=invite_mode)
     start_worker("one")
     start_worker("two")
     wait_until(lambda: pending(app) == 0, what="every invitation to end")
@@ -95,9 +97,8 @@ def test_two_workers_with_faults_and_no_password_stored_or_logged(setup, redis, 
                                            .group_by(Invitation.status)).all())
     assert statuses == {"sent": 28, "failed": 2}
 
-    passwords = {p for p in (handler.last_password(f"mail{i:03d}@example.com")
-                             for i in range(30)) if p}
-    passwords |= {m for m in _all_passwords(handler)}
+    # every password, or link token, that any e-mail carried
+    passwords = {credential.removeprefix("link:") for credential in _all_credentials(handler)}
     assert len(passwords) >= 28
     haystacks = [_redis_dump(redis), _database_dump(app), caplog.text]
     haystacks += [p.read_text(errors="replace") for p in logs.glob("*.log")]
@@ -106,11 +107,11 @@ def test_two_workers_with_faults_and_no_password_stored_or_logged(setup, redis, 
             assert password not in haystack
 
 
-def test_worker_killed_in_the_middle_of_a_chunk(setup):
+def test_worker_killed_in_the_middle_of_a_chunk(setup, invite_mode):
     build, handler, _ = setup
     handler.delay = 0.3
     app, start_worker = build(MAIL_CHUNK_SIZE=50)
-    import_file(login_admin(app), make_csv(12))
+    import_file(login_admin(app), make_csv(12), invite_by=invite_mode)
     first = start_worker("doomed")
     wait_until(lambda: len(handler.accepted) >= 3, what="a few e-mails")
     first.send_signal(signal.SIGKILL)
@@ -123,11 +124,11 @@ def test_worker_killed_in_the_middle_of_a_chunk(setup):
         assert set(db.session.scalars(select(Invitation.status))) == {"sent"}
 
 
-def test_redis_flushed_in_the_middle_of_a_run(setup, redis):
+def test_redis_flushed_in_the_middle_of_a_run(setup, redis, invite_mode):
     build, handler, _ = setup
     handler.delay = 0.2
     app, start_worker = build(MAIL_CHUNK_SIZE=3)
-    import_file(login_admin(app), make_csv(20))
+    import_file(login_admin(app), make_csv(20), invite_by=invite_mode)
     start_worker("one")
     wait_until(lambda: len(handler.accepted) >= 3, what="a few e-mails")
     redis.flushdb()  # every queued job is gone
@@ -155,10 +156,10 @@ def test_two_workers_respect_the_rate_limit_in_any_minute(setup):
     assert_invariant(app, handler)
 
 
-def _all_passwords(handler) -> list[str]:
-    from smtpserver import password_in
+def _all_credentials(handler) -> list[str]:
+    from smtpserver import credential_in
 
-    return [password_in(raw) for _, _, raw in handler.accepted]
+    return [credential_in(raw) for _, _, raw in handler.accepted]
 
 
 def _redis_dump(redis) -> str:
