@@ -1,14 +1,17 @@
 """The mail stage: N invitations sent by 2 real RQ worker processes (`Worker`) to a local
-SMTP sink with the throttle off, beside the raw floor measured in the same run.
+SMTP sink with the throttle off, beside the raw floor measured in the same run; once with
+generated passwords and once with links to choose one.
 
 The floor is what sending N invitations cannot avoid: on 2 processes, each taking half of the
-addresses, a password from `secrets`, `bcrypt.hashpw` at the same cost and a simple
-`EmailMessage` sent with plain `smtplib` over one reused connection per process. Both send to
-the same sink, an aiosmtpd server in a process of its own that only counts what it accepts.
+addresses, a password from `secrets` and `bcrypt.hashpw` at the same cost (in link mode a token
+from `secrets` and its SHA-256, no bcrypt) and a simple `EmailMessage` sent with plain `smtplib`
+over one reused connection per process. Both send to the same sink, an aiosmtpd server in a
+process of its own that only counts what it accepts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import queue
@@ -28,7 +31,7 @@ from sqlalchemy import func, insert, select
 
 from bulkimport import create_app
 from bulkimport.extensions import db
-from bulkimport.models import Invitation, User, utcnow
+from bulkimport.models import Invitation, InviteMode, User, utcnow
 from bulkimport.security import PASSWORD_ALPHABET
 
 from .environment import PROJECT, SECRET_KEY
@@ -51,6 +54,7 @@ class MailResult:
     invitations: int
     rounds: int
     hash_seconds: float
+    mode: InviteMode = InviteMode.PASSWORD
     ours: float = 0.0
     floor: float = 0.0
     ours_cpu: float = 0.0
@@ -64,24 +68,39 @@ class MailResult:
         return self.ours / self.floor
 
     @property
+    def links(self) -> bool:
+        """Whether the invitations carry links (no bcrypt on either side)."""
+        return self.mode == InviteMode.LINK
+
+    @property
+    def person_base(self) -> int:
+        """The person number of the first invited user: each mode invites users of its own."""
+        return MAIL_BASE + (5_000_000 if self.links else 0)
+
+    @property
     def estimate(self) -> float:
         """Seconds a side should take if hashing were all there is to it."""
-        return self.invitations * self.hash_seconds / WORKERS
+        return 0.0 if self.links else self.invitations * self.hash_seconds / WORKERS
 
     def summary(self) -> str:
         """The paragraph printed under the table: rates, what each side does, CPU, checks."""
         n = self.invitations
         parts = ", ".join(f"{k} after {v:.2f} s" for k, v in self.parts.items())
+        what = ("links to choose a password: a secrets token and its SHA-256, no bcrypt"
+                if self.links else
+                f"bcrypt cost {self.rounds} ({1000 * self.hash_seconds:.0f} ms a hash here, so "
+                f"{self.estimate:.1f} s of hashing a side on {WORKERS} cores)")
+        secret = "a secrets token and its SHA-256" if self.links else \
+            "a secrets password, bcrypt.hashpw"
         return (
-            f"mail: bcrypt cost {self.rounds} ({1000 * self.hash_seconds:.0f} ms a hash here, so "
-            f"{self.estimate:.1f} s of hashing a side on {WORKERS} cores), throttle off "
+            f"mail, {self.mode.value} mode: {what}, throttle off "
             f"(MAIL_RATE_PER_MINUTE=0), chunks of {CHUNK_SIZE}, a local aiosmtpd sink in a "
             f"process of its own. Ours {n / self.ours:.2f} e-mails/s: {WORKERS} Worker "
             "processes (rq worker -w bulkimport.worker.Worker), started and idle "
             "before the clock; the clock runs from wake() until every invitation is sent "
             f"(database polled every {POLL_SECONDS:g} s); {parts}. Floor "
-            f"{n / self.floor:.2f} e-mails/s: {WORKERS} processes, half the addresses each: a "
-            "secrets password, bcrypt.hashpw, a simple EmailMessage and smtplib send_message "
+            f"{n / self.floor:.2f} e-mails/s: {WORKERS} processes, half the addresses each: "
+            f"{secret}, a simple EmailMessage and smtplib send_message "
             f"over one reused connection. CPU of the {WORKERS} processes: ours "
             f"{self.ours_cpu:.1f} s ({1000 * self.ours_cpu / n:.0f} ms per e-mail, "
             f"{self.ours_cpu / (WORKERS * self.ours):.0%} of {WORKERS} cores), floor "
@@ -165,16 +184,18 @@ class Sink:
         return self.counter.value
 
 
-def bench_mail(url: str, description: str, invitations: int, rounds: int) -> MailResult:
+def bench_mail(url: str, description: str, invitations: int, rounds: int,
+               mode: InviteMode = InviteMode.PASSWORD) -> MailResult:
     """Run ours, then the floor, against one sink, with Redis flushed before and after."""
     from redis import Redis
 
     redis = Redis.from_url(redis_url())
     redis.flushdb()
-    result = MailResult(invitations, rounds, hash_seconds=hash_seconds(rounds))
-    print(f"Mail: {invitations:,} invitations, bcrypt cost {rounds} ({result.hash_seconds:.3f} s "
-          f"a hash here), {WORKERS} workers, Redis {redis_url()} (flushed before and after); "
-          f"about {result.estimate:.0f} s a side", flush=True)
+    result = MailResult(invitations, rounds, hash_seconds=hash_seconds(rounds), mode=mode)
+    print(f"Mail, {mode.value} mode: {invitations:,} invitations, bcrypt cost {rounds} "
+          f"({result.hash_seconds:.3f} s a hash here), {WORKERS} workers, Redis {redis_url()} "
+          f"(flushed before and after); about {result.estimate:.0f} s of hashing a side",
+          flush=True)
     try:
         with Sink() as sink:
             measure_ours(url, result, sink, redis)
@@ -214,7 +235,7 @@ def measure_ours(url: str, result: MailResult, sink: Sink, redis) -> None:
         try:
             _wait_for_workers(redis, workers)
             with app.app_context():
-                first_id = seed_invitations(result.invitations)
+                first_id = seed_invitations(result.invitations, result.mode, result.person_base)
                 _time_ours(result, first_id, sink, workers)
                 db.session.remove()
                 db.engine.dispose()
@@ -250,17 +271,19 @@ def _wait_for_workers(redis, workers: list[subprocess.Popen]) -> None:
     time.sleep(2.0)
 
 
-def seed_invitations(n: int) -> int:
-    """Insert `n` new users and one queued, due invitation for each, as an applied import
-    leaves them (bulk INSERTs, one commit); returns the first invitation id."""
+def seed_invitations(n: int, mode: InviteMode = InviteMode.PASSWORD,
+                     base: int = MAIL_BASE) -> int:
+    """Insert `n` new users and one queued, due invitation of `mode` for each, as an applied
+    import leaves them (bulk INSERTs, one commit); returns the first invitation id."""
     now = utcnow()
     last_user = db.session.scalar(select(func.coalesce(func.max(User.id), 0)))
-    db.session.execute(insert(User), [user_record(MAIL_BASE + i, now=now) for i in range(n)])
+    db.session.execute(insert(User), [user_record(base + i, now=now) for i in range(n)])
     user_ids = db.session.scalars(select(User.id).where(User.id > last_user)
                                   .order_by(User.id)).all()
     last_invitation = db.session.scalar(select(func.coalesce(func.max(Invitation.id), 0)))
     db.session.execute(insert(Invitation), [
-        {"user_id": user_id, "status": Invitation.QUEUED, "attempts": 0, "created_at": now,
+        {"user_id": user_id, "mode": mode, "status": Invitation.QUEUED, "attempts": 0,
+         "created_at": now,
          "started_at": now, "next_attempt_at": now, "pending_hashes": []}
         for user_id in user_ids])
     db.session.commit()
@@ -335,23 +358,30 @@ def _logs(directory: Path, lines: int = 30) -> str:
     return "\n".join(parts)
 
 
-def floor_process(addresses: list[str], rounds: int, port: int, start, results) -> None:
+def floor_process(addresses: list[str], rounds: int, port: int, start, results,
+                  links: bool = False) -> None:
     """Body of one floor process: once every process is at the `start` barrier, send one
     invitation-like e-mail to each address over one SMTP connection, and put (count, CPU
-    seconds) on `results`."""
+    seconds) on `results`. With `links`, each carries a token's link instead of a password."""
     import bcrypt
 
     start.wait()
     cpu = time.process_time()
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
         for address in addresses:
-            password = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(20))
-            bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds))
+            if links:
+                token = secrets.token_urlsafe(32)
+                hashlib.sha256(token.encode()).hexdigest()
+                body = f"Choose your password: https://localhost/set-password/{token}\n"
+            else:
+                password = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(20))
+                bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds))
+                body = f"Password: {password}\n"
             message = EmailMessage()
             message["From"] = "bulkimport <noreply@localhost>"
             message["To"] = address
             message["Subject"] = "Your new account"
-            message.set_content(f"Your account is ready.\n\nPassword: {password}\n")
+            message.set_content(f"Your account is ready.\n\n{body}")
             smtp.send_message(message)
     results.put((len(addresses), time.process_time() - cpu))
 
@@ -359,11 +389,12 @@ def floor_process(addresses: list[str], rounds: int, port: int, start, results) 
 def measure_floor(result: MailResult, sink: Sink) -> None:
     """Time the raw floor: 2 processes, started before the clock and waiting for it, each
     sending half of the same N addresses; the clock stops when both are done."""
-    addresses = [user_record(MAIL_BASE + i)["email"] for i in range(result.invitations)]
+    addresses = [user_record(result.person_base + i)["email"]
+                 for i in range(result.invitations)]
     start, results = SPAWN.Barrier(WORKERS + 1), SPAWN.Queue()
     processes = [SPAWN.Process(target=floor_process, name=f"bench-mail-floor-{n}",
                                args=(addresses[n::WORKERS], result.rounds, sink.port, start,
-                                     results))
+                                     results, result.links))
                  for n in range(WORKERS)]
     for process in processes:
         process.start()
