@@ -58,8 +58,8 @@ def _with_resend(invitation: Invitation,
     if invitation.status == Invitation.SENT and invitation.sent_at and not any(
             e.what == SENT and e.when >= invitation.started_at for e in entries):
         entries.append(HistoryEntry(invitation.sent_at, SENT))
-    if invitation.started_at <= invitation.created_at:
-        return entries  # never resent
+    if not invitation.resent:
+        return entries
     resent = invitation.started_at
     position = sum(1 for e in entries if e.when <= resent)
     if invitation.status in (Invitation.SENT, Invitation.FAILED) and entries:

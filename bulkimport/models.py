@@ -18,7 +18,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .clock import utcnow
@@ -333,6 +335,17 @@ class Invitation(db.Model):
     enqueued_at: Mapped[datetime | None]  # when a job that should send it was last queued
 
     user: Mapped[User] = relationship(back_populates="invitations")
+
+    @hybrid_property
+    def resent(self) -> bool:
+        """Whether a Resend began the current round: it started after the invitation was made,
+        or after the time it was scheduled for (which starts a scheduled one's round)."""
+        return self.started_at > (self.scheduled_at or self.created_at)
+
+    @resent.inplace.expression
+    @classmethod
+    def _resent_expression(cls):
+        return cls.started_at > func.coalesce(cls.scheduled_at, cls.created_at)
 
 
 class SetPasswordLink(db.Model):

@@ -133,8 +133,10 @@ def failure_messages(failures: list[PolicyFailure]) -> list[str]:
     return [failure.message for failure in failures]
 
 
-def rules_in_force(policy: PasswordPolicy) -> list[str]:
-    """The policy as sentences, for the pages where people choose or set passwords."""
+def rules_in_force(policy: PasswordPolicy, *, choosing_first: bool = False) -> list[str]:
+    """The policy as sentences, for the pages where people choose or set passwords; with
+    `choosing_first` (a user choosing through an invitation's link), only the rules about the
+    password being chosen."""
     rules = [f"At least {policy.min_length} and at most {policy.max_length} characters "
              f"(and at most {MAX_PASSWORD_BYTES} bytes: accented letters and other scripts count "
              "2 to 4)."]
@@ -150,6 +152,8 @@ def rules_in_force(policy: PasswordPolicy) -> list[str]:
                      f"e-mail address before the @ ({PERSONAL_MIN_CHARS} characters or more).")
     if policy.refuse_common:
         rules.append("Must not be one of the 30,000 most common passwords.")
+    if choosing_first:
+        return rules
     if policy.refuse_reuse:
         rules.append("A new password must differ from the current one.")
     days = policy.temp_password_days

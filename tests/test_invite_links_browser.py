@@ -137,7 +137,7 @@ def test_invitations_at_a_date_and_time_are_shown_on_the_review(live_server, pag
     upload_people(page, live_server, link=True)
     options = page.locator("#invitations-options")
     summary = options.locator("summary")
-    expect(summary).to_contain_text("Now, as soon as the file is submitted")
+    expect(summary).to_contain_text("sent now, as soon as the file is submitted")
     expect(page.locator(".send-at")).to_have_count(0)  # sent now: no time on the rows
 
     summary.click()  # the section starts closed while the invitations go now
@@ -145,10 +145,11 @@ def test_invitations_at_a_date_and_time_are_shown_on_the_review(live_server, pag
     options.get_by_label("Date and time", exact=True).fill(LATER_LOCAL)
     options.get_by_role("button", name="Save when and how").click()
 
-    expect(page.get_by_role("alert").filter(has_text=f"Invitations: At {LATER_SAID}.")) \
+    expect(page.get_by_role("alert").filter(has_text=f"The invitations go at {LATER_SAID}.")) \
         .to_be_visible()
-    expect(summary).to_contain_text(f"Invitations: a link to choose a password, At {LATER_SAID}.")
-    expect(page.locator("#schedule-said")).to_have_text(f"At {LATER_SAID}")
+    expect(summary).to_contain_text(f"Invitations: a link to choose a password, sent at "
+                                    f"{LATER_SAID}.")
+    expect(page.locator("#schedule-said")).to_have_text(f"at {LATER_SAID}")
     # the section now opens by itself, showing the choice kept
     expect(options).to_have_attribute("open", "")
     expect(options.get_by_label("At a date and time", exact=True)).to_be_checked()

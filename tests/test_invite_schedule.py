@@ -91,7 +91,7 @@ def test_at_a_time_they_are_due_then_and_not_before(berlin, clock, invite_mode):
                         invite_by=invite_mode)
     assert response.status_code == 302
     review = client.get(f"/admin/people/import/{batch_id}").get_data(as_text=True)
-    assert "At 2026-12-03 09:30 Europe/Berlin" in review
+    assert 'sent <span id="schedule-said">at 2026-12-03 09:30 Europe/Berlin</span>' in review
     assert review.count("Invitation: 2026-12-03 09:30 Europe/Berlin") == 6
     assert choose_all(client, batch_id, "add").status_code == 302
     due = datetime(2026, 12, 3, 8, 30)  # 09:30 in Berlin
@@ -167,6 +167,7 @@ def test_a_date_that_cannot_be_read_is_an_error_of_its_row(berlin, cell, said):
 @pytest.mark.parametrize("form,said", [
     ({"send_when": "at", "send_at": "2026-12-01T09:59"}, "has passed"),  # 08:59 UTC
     ({"send_when": "at", "send_at": "tomorrow"}, "is not a date and time"),
+    ({"send_when": "at", "send_at": ""}, "Enter the date and time"),
     ({"send_when": "column", "send_column": "Department"}, "The file has no column"),
     ({"send_when": "column", "send_column": "Start date", "send_time": "25:00"},
      "is not a time of day"),
@@ -182,7 +183,7 @@ def test_a_schedule_that_cannot_be_used_is_refused_and_changes_nothing(berlin, f
         page = client.get(response.location).get_data(as_text=True)
         assert said in page.replace("&#34;", '"')
     review = client.get(f"/admin/people/import/{batch_id}").get_data(as_text=True)
-    assert "Now, as soon as the file is submitted" in review
+    assert '<span id="schedule-said">now, as soon as the file is submitted</span>' in review
 
 
 def test_scheduled_ones_can_be_sent_now_or_moved(berlin, clock):
@@ -252,8 +253,8 @@ def test_the_cli_schedules_at_a_time_and_on_a_column(app, admin, cli, tmp_path, 
     assert alone.exit_code == 1 and "add --generate-passwords" in alone.stderr
     dry = cli("people", "import", str(people), "--generate-passwords", "--invite-by", "link",
               "--send-on-column", "Start date", "--send-time", "09:15", "--dry-run")
-    assert "Invitations: a link to choose a password; On each row's date in “Start date”, " \
-           "at 09:15 UTC" in dry.stdout
+    assert ("Invitations: a link to choose a password, sent on each row's date in "
+            "“Start date”, at 09:15 UTC") in dry.stdout
     done = cli("people", "import", str(people), "--generate-passwords", "--invite-by", "link",
                "--send-on-column", "Start date", "--send-time", "09:15")
     assert done.exit_code == 0, done.stderr
@@ -275,7 +276,8 @@ def test_the_cli_writes_nothing_when_a_rows_date_cannot_be_read(app, admin, cli,
 
 @pytest.mark.parametrize("when,at,column,time_of_day,said", [
     ("soon", "", "", "", "Choose when the invitations go"),
-    (AT, "", "", "", "is not a date and time"),
+    (AT, "", "", "", "Enter the date and time"),
+    (AT, "soon", "", "", "is not a date and time"),
     (AT, "2026-12-01 08:00", "", "", "has passed"),
     (COLUMN, "", "", "", "The file has no column “”"),
     (COLUMN, "", "Start date", "8 o'clock", "is not a time of day"),

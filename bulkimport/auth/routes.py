@@ -240,7 +240,7 @@ def set_password():
             return redirect(url_for("auth.home"))
         for name, messages in problems.items():
             form[name].errors = list(messages)
-    rules = rules_in_force(load_policy(db.session))
+    rules = rules_in_force(load_policy(db.session), choosing_first=True)
     db.session.rollback()
     response = make_response(render_template("auth/set_password.html", form=form,
                                              username=username, rules=rules), form_status(form))

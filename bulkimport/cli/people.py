@@ -240,7 +240,7 @@ def _describe(batch: ImportBatch) -> None:
     if batch.generate_passwords:
         what = ("a link to choose a password" if batch.invite_mode == InviteMode.LINK
                 else "a generated password")
-        click.echo(f"Invitations: {what}; "
+        click.echo(f"Invitations: {what}, sent "
                    f"{Schedule.from_json(notes.get('schedule')).describe()}.")
     if notes.get("defaults"):
         click.echo("Defaults: " + "; ".join(f"{column_label(key)}: {value}" for key, value

@@ -48,13 +48,13 @@ class Schedule:
                    data.get("column"), data.get("time") or DEFAULT_TIME)
 
     def describe(self) -> str:
-        """The choice in words, in the site's time zone."""
+        """The choice in words, in the site's time zone, to follow "Invitations go"."""
         if self.when == AT:
-            return f"At {local_text(self.at)}"
+            return f"at {local_text(self.at)}"
         if self.when == COLUMN:
-            return (f"On each row's date in “{self.column}”, at {self.time} {zone_name()} when "
+            return (f"on each row's date in “{self.column}”, at {self.time} {zone_name()} when "
                     "it gives no time; rows with no date or a past one go now")
-        return "Now, as soon as the file is submitted"
+        return "now, as soon as the file is submitted"
 
 
 def parse_time(text: str) -> str:
@@ -73,7 +73,9 @@ def build(when: str, at: str = "", column: str = "", time_of_day: str = "",
         raise ScheduleError("Choose when the invitations go: now, at a date and time, or on "
                             "each row's date.")
     if when == AT:
-        local = parse_local(at or "")
+        if not (at or "").strip():
+            raise ScheduleError("Enter the date and time, such as 2027-01-04 08:00.")
+        local = parse_local(at)
         if local is None:
             raise ScheduleError(f"“{at}” is not a date and time such as 2027-01-04 08:00.")
         moment = to_utc(local)

@@ -25,14 +25,14 @@ def waiting_condition(now: datetime | None = None):
 def reschedule(session: Session, invitation_ids: list[int], when: datetime | None, *,
                actor_id: int | None) -> int:
     """Send the given invitations that still wait for their time at `when` (UTC), or now when
-    it is None or past; returns how many. Their give-up window starts then, as at import. The
-    caller commits, then wakes the queue."""
+    it is None or past; returns how many. Their give-up window starts then, as at import (the
+    round begins at the time it is scheduled for, so it is not taken for a Resend). The caller
+    commits, then wakes the queue."""
     now = utcnow()
     due = when if when is not None and when > now else now
     moved = session.execute(
         update(Invitation).where(Invitation.id.in_(invitation_ids), waiting_condition(now))
-        .values(next_attempt_at=due, started_at=due, enqueued_at=None,
-                scheduled_at=due if due > now else None)
+        .values(next_attempt_at=due, started_at=due, enqueued_at=None, scheduled_at=due)
         .execution_options(synchronize_session=False)).rowcount
     if moved:
         record_event(session, "invitations_rescheduled", actor_id=actor_id, count=moved,

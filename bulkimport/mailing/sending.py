@@ -471,7 +471,7 @@ def take_due_for_enqueue(limit: int, chunk: int) -> list[int]:
             else Invitation.batch_id == batch_id
         candidates += db.session.execute(
             select(Invitation.id, Invitation.batch_id,
-                   Invitation.started_at > Invitation.created_at)
+                   Invitation.resent)
             .where(*due, same).order_by(Invitation.id).limit(limit)).all()
     if not candidates:
         db.session.rollback()
@@ -542,7 +542,7 @@ def resend(invitation_ids: list[int] | None = None, *, batch_id: int | None = No
         query = query.where(Invitation.status == Invitation.FAILED)
     user_ids = db.session.scalars(
         query.values(status=Invitation.QUEUED, started_at=now, next_attempt_at=now,
-                     enqueued_at=None, last_error=None, sent_at=None)
+                     scheduled_at=None, enqueued_at=None, last_error=None, sent_at=None)
         .returning(Invitation.user_id)
         .execution_options(synchronize_session=False)).all()
     if user_ids:

@@ -205,7 +205,7 @@ def change_invitations(batch_id: int):
         db.session.rollback()
         abort(409, "This file was already submitted or has expired.")
     db.session.commit()
-    said = f"Invitations: {schedule.describe()}."
+    said = f"The invitations go {schedule.describe()}."
     flash(said + (" The file was read again for the dates; choose the actions again."
                   if reread else ""), "info" if reread else "success")
     return redirect(url_for(".review", batch_id=batch.id))
