@@ -238,14 +238,14 @@ def test_an_outage_in_the_middle_of_a_chunk_hands_the_rest_back_at_once(
     app = app_factory(**mail_config(controller, MAIL_LEASE_SECONDS=600, MAIL_CHUNK_SIZE=10))
     monkeypatch.setattr(dispatch, "enqueue", lambda *args: None)
     import_file(login_admin(app), make_csv(4))
-    real_send_one, real_current = sending.send_one, sending.send_rate_limit.current
+    real_record, real_current = sending._record_outcomes, sending.send_rate_limit.current
     calls = []
 
-    def second_send_fails(*args, **kwargs):
+    def first_record_fails(*args, **kwargs):  # the database goes away after the first e-mail
         calls.append(args[0])
-        if len(calls) == 2:
+        if len(calls) == 1:
             raise _database_gone()
-        return real_send_one(*args, **kwargs)
+        return real_record(*args, **kwargs)  # it is back when the chunk is handed back
 
     class ThrottleGoesAway:
         def reserve(self):
@@ -255,7 +255,8 @@ def test_an_outage_in_the_middle_of_a_chunk_hands_the_rest_back_at_once(
             return real_current().reserve()
 
     if part == "database":
-        monkeypatch.setattr(sending, "send_one", second_send_fails)
+        monkeypatch.setattr(sending, "RECORD_EVERY", 1)
+        monkeypatch.setattr(sending, "_record_outcomes", first_record_fails)
     else:
         monkeypatch.setattr(sending.send_rate_limit, "current", lambda: ThrottleGoesAway())
     with app.app_context():
@@ -296,7 +297,7 @@ def test_handing_back_waits_for_the_database_while_the_lease_lasts(app_factory, 
         assert sending.claim(ids, "token") == ids
         monkeypatch.setattr(sending, "release", release_while_restarting)
         started = clock.monotonic()
-        assert sending.hand_back(ids, "token") is True
+        assert sending.hand_back(ids, sending.Chunk("token"), {}) is True
         assert 0 < clock.monotonic() - started < 60  # pauses, shorter than the lease
         assert {i.status for i in invitations(app)} == {"queued"}
 
@@ -305,7 +306,7 @@ def test_handing_back_waits_for_the_database_while_the_lease_lasts(app_factory, 
         monkeypatch.setattr(sending, "release", lambda *a, **k: (_ for _ in ()).throw(
             _database_gone()))
         started = clock.monotonic()
-        assert sending.hand_back(ids, "token-2") is False  # the database never came back
+        assert sending.hand_back(ids, sending.Chunk("token-2"), {}) is False  # never came back
         assert clock.monotonic() - started <= 60  # then the lease takes over
         assert {i.status for i in invitations(app)} == {"sending"}
 

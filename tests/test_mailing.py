@@ -439,7 +439,7 @@ def test_killed_after_the_server_accepted_before_the_commit(app_factory, smtp, m
     def die(*args, **kwargs):
         raise SystemExit("worker killed")
 
-    monkeypatch.setattr(sending, "_record_outcome", die)
+    monkeypatch.setattr(sending, "_record_outcomes", die)
     with app.app_context(), pytest.raises(SystemExit):
         sending.send_invitations([invitation_id])
     monkeypatch.undo()

@@ -20,10 +20,12 @@ import math
 import random
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import joinedload
 
 from .. import password_links
 from ..audit_trail import record_event
@@ -31,7 +33,7 @@ from ..background import Heartbeat, is_outage
 from ..clock import clock
 from ..extensions import db
 from ..login_sessions import end_sessions_of
-from ..models import Invitation, InviteMode, SetPasswordLink, SystemState, utcnow
+from ..models import Invitation, InviteMode, SetPasswordLink, SystemState, User, utcnow
 from ..password_links import link_url, new_token
 from ..password_policy import generate_password, load_policy
 from ..security import hash_password
@@ -44,6 +46,7 @@ from .transport import CONFIG, PERMANENT, TEMPORARY, SendFailure, build_message,
 log = logging.getLogger(__name__)
 MAX_BATCHES_SEEN = 200  # batches with due invitations weighed per enqueue, oldest first
 
+RECORD_EVERY = 10  # outcomes recorded per transaction; a crash may send these again
 MAX_INLINE_WAIT = 20.0  # longer throttle waits hand the rest of the chunk back to the queue
 MAX_BACKOFF = 3600.0
 # E-mails that may have been accepted without our knowing, whose passwords must all keep
@@ -52,11 +55,39 @@ MAX_PENDING_HASHES = 3
 BLOCKED_WAITING = "Waiting: the account is blocked; it is sent when the account is unblocked."
 
 
+@dataclass
+class Prepared:
+    """One invitation of a chunk whose credential is committed as pending, ready to send: the
+    secret (a password or a link's token) lives only here, in memory, until its e-mail is
+    built."""
+
+    invitation_id: int
+    mode: InviteMode
+    credential: str  # what `pending_hashes` holds: a bcrypt hash, or a link's digest
+    expires: datetime
+    recipient: str
+    language: str | None
+    context: dict  # the template's variables, the secret among them
+    secret: str = ""  # to mask in the outbox's copy: the password, or the link's token
+
+
+@dataclass
+class Chunk:
+    """What a worker holds of its chunk: prepared but not yet handed to the SMTP server
+    (`unsent`: certainly not sent, so their credentials may be dropped), and handed to it but
+    not yet recorded (`delivered`: recorded in groups of RECORD_EVERY)."""
+
+    token: str
+    unsent: dict[int, Prepared] = field(default_factory=dict)
+    delivered: list[tuple[Prepared, SendFailure | None]] = field(default_factory=list)
+
+
 def send_invitations(invitation_ids: list[int]) -> dict[str, int]:
     """Send the due invitations among `invitation_ids` that no other worker holds; returns how
     many ended sent, deferred (to be retried) and failed. A heartbeat renews the lease on the
-    chunk while this works; if the database or Redis becomes unreachable, the rest of the chunk
-    is handed back at once, due again shortly, for the sweep to enqueue once the part is back."""
+    chunk while this works; if the database or Redis becomes unreachable, what was sent is
+    recorded and the rest of the chunk handed back at once, due again shortly, for the sweep to
+    enqueue once the part is back."""
     config = current_app.config
     token = uuid.uuid4().hex
     claimed = claim(invitation_ids, token)
@@ -67,34 +98,40 @@ def send_invitations(invitation_ids: list[int]) -> dict[str, int]:
         release(claimed, token, utcnow(), None)
         return counts
     held = set(claimed)  # what the last heartbeat found still ours
+    chunk = Chunk(token)
 
     def renew() -> None:
         held.intersection_update(renew_leases(claimed, token))
 
     with Heartbeat(renew, config["MAIL_LEASE_SECONDS"] / 4, "mail-lease"):
         try:
-            _send_chunk(claimed, token, held, counts)
+            _send_chunk(claimed, chunk, held, counts)
         except Exception as exc:
             if not is_outage(exc):
                 raise
             db.session.rollback()
             log.warning("Sending stopped: %s: %s; the chunk is handed back",
                         exc.__class__.__name__, exc)
-            if not hand_back(claimed, token):
+            if not hand_back(claimed, chunk, counts):
                 raise
     return counts
 
 
-def _send_chunk(claimed: list[int], token: str, held: set[int], counts: dict[str, int]) -> None:
-    """The loop of `send_invitations` over one claimed chunk and one SMTP connection."""
+def _send_chunk(claimed: list[int], chunk: Chunk, held: set[int], counts: dict[str, int]) -> None:
+    """The loop of `send_invitations` over one claimed chunk and one SMTP connection: every
+    credential committed in one transaction before the first e-mail, the outcomes recorded in
+    groups (a crash between a 250 and its record leaves a pending credential that works, and the
+    lease hands the invitation to another worker)."""
     config = current_app.config
     throttle = send_rate_limit.current()
     cache: dict = {}  # the policy and the templates, read once per chunk
     timer = clock()  # the application's: tests move it instead of waiting
+    prepared = _prepare(claimed, chunk.token, cache, counts)
+    chunk.unsent = {item.invitation_id: item for item in prepared}
     with transport_for(config, current_app.instance_path) as transport:
-        for position, invitation_id in enumerate(claimed):
-            if invitation_id not in held:
-                continue  # taken over by another worker: do not spend a rate-limit slot
+        for item in prepared:
+            if item.invitation_id not in held:
+                continue  # taken over by another worker: not sent, its credential is dropped
             wait = throttle.reserve()
             while 0 < wait <= MAX_INLINE_WAIT:
                 if wait > 5:
@@ -102,34 +139,53 @@ def _send_chunk(claimed: list[int], token: str, held: set[int], counts: dict[str
                 timer.sleep(wait)
                 wait = throttle.reserve()
             if wait > 0:
-                release(claimed[position:], token, utcnow() + timedelta(seconds=wait), None)
-                break
-            outcome, failure = send_one(invitation_id, token, transport, cache)
-            counts[outcome] = counts.get(outcome, 0) + 1
+                _settle(chunk, counts, utcnow() + timedelta(seconds=wait), None)
+                return
+            del chunk.unsent[item.invitation_id]  # from here on, the e-mail may leave
+            failure = _deliver(item, transport, cache)
+            chunk.delivered.append((item, failure))
             if failure and failure.kind == CONFIG:
+                _record_outcomes(chunk.delivered, chunk.token, counts)
                 pause(failure.reason)
                 db.session.commit()  # every process must see the pause at once
-                release(claimed[position + 1:], token, utcnow(), None)
-                break
+                _settle(chunk, counts, utcnow(), None)
+                return
             if failure and failure.server_down:
                 # the server is down: the rest of the chunk would fail the same way
-                later = utcnow() + timedelta(seconds=backoff(1))
-                release(claimed[position + 1:], token, later, failure.reason)
-                break
+                _settle(chunk, counts, utcnow() + timedelta(seconds=backoff(1)), failure.reason)
+                return
+            if len(chunk.delivered) >= RECORD_EVERY:
+                _record_outcomes(chunk.delivered, chunk.token, counts)
+    _settle(chunk, counts, utcnow(), None)
 
 
-def hand_back(claimed: list[int], token: str) -> bool:
-    """After an outage of the database or Redis: give back every invitation of the chunk still
-    ours, due again after one sweep interval. Tried again with growing pauses while our lease
-    lasts (the database may be restarting); False if it never worked, and then the lease runs
-    out and the sweep takes them back. Pending hashes stay: an e-mail may have left."""
+def _settle(chunk: Chunk, counts: dict[str, int], when, reason: str | None) -> None:
+    """Record what was delivered, then give the unsent rest of the chunk back to the queue,
+    due at `when`, their credentials dropped (never sent) and their attempts not counted."""
+    _record_outcomes(chunk.delivered, chunk.token, counts)
+    unsent = list(chunk.unsent.values())
+    _drop_unsent(unsent)
+    release([item.invitation_id for item in unsent], chunk.token, when, reason)
+    chunk.unsent.clear()
+
+
+def hand_back(claimed: list[int], chunk: Chunk, counts: dict[str, int]) -> bool:
+    """After an outage of the database or Redis: record what was delivered and give back every
+    invitation of the chunk still ours, due again after one sweep interval. Tried again with
+    growing pauses while our lease lasts (the database may be restarting); False if it never
+    worked, and then the lease runs out and the sweep takes them back. Credentials of e-mails
+    that may have left stay pending."""
     config = current_app.config
     timer = clock()
     give_up = timer.monotonic() + config["MAIL_LEASE_SECONDS"]
     pause_seconds = 0.25
     while True:
         try:
-            release(claimed, token, utcnow() + timedelta(seconds=config["MAIL_SWEEP_SECONDS"]),
+            _record_outcomes(chunk.delivered, chunk.token, counts)
+            _drop_unsent(list(chunk.unsent.values()))
+            chunk.unsent.clear()
+            release(claimed, chunk.token,
+                    utcnow() + timedelta(seconds=config["MAIL_SWEEP_SECONDS"]),
                     "The database or the job queue could not be reached; it will be sent again.")
             return True
         except Exception as exc:
@@ -190,57 +246,103 @@ def release(invitation_ids: list[int], token: str, when, reason: str | None) -> 
 
 def send_one(invitation_id: int, token: str, transport,
              cache: dict | None = None) -> tuple[str, SendFailure | None]:
-    """One attempt for one claimed invitation; returns (outcome, failure or None). `cache`
-    keeps the password policy and the templates for the rest of a chunk."""
+    """One attempt for one claimed invitation, in transactions of its own; returns (outcome,
+    failure or None). `cache` keeps the password policy and the templates between calls."""
     cache = {} if cache is None else cache
+    counts: dict[str, int] = {}
+    settled: dict[int, tuple[str, SendFailure | None]] = {}
+    prepared = _prepare([invitation_id], token, cache, counts, settled)
+    if not prepared:
+        return settled.get(invitation_id, ("deferred", None))
+    failure = _deliver(prepared[0], transport, cache)
+    return _record_outcomes([(prepared[0], failure)], token, counts)[0]
+
+
+def _prepare(claimed: list[int], token: str, cache: dict, counts: dict[str, int],
+             settled: dict[int, tuple[str, SendFailure | None]] | None = None
+             ) -> list[Prepared]:
+    """Make a credential for each claimed invitation still ours and commit them all as pending
+    in one transaction, before any e-mail can leave. Passwords are hashed before that
+    transaction, so that no row stays locked for the bcrypt work. Invitations of blocked users
+    are held and those with too many undecided e-mails failed in the same transaction (their
+    outcome counted, and put in `settled`)."""
     config = current_app.config
     session = db.session
-    invitation = session.get(Invitation, invitation_id, with_for_update=True)
-    if invitation is None or invitation.lease_token != token:
-        session.rollback()
-        return "deferred", None  # our lease ran out and another worker took it over
-    user = invitation.user
-    recipient, language = user.email, user.language  # read now: no transaction during the send
-    if not user.active:
-        return _hold_for_blocked(invitation)
-    if len(invitation.pending_hashes) >= MAX_PENDING_HASHES:
-        return _give_up_undecided(invitation)
-    now = utcnow()
     if "policy" not in cache:
         cache["policy"] = load_policy(session)
         if cache["policy"] in session:
             session.expunge(cache["policy"])  # detached: the commits below do not expire it
     policy = cache["policy"]
+    people = session.execute(
+        select(Invitation.id, Invitation.mode, User.username, User.firstname, User.surname,
+               User.email, User.language, User.must_change_password)
+        .join(Invitation.user)
+        .where(Invitation.id.in_(claimed), Invitation.lease_token == token)).all()
+    session.rollback()  # no transaction stays open while passwords are hashed
+    now = utcnow()
     expires = now + timedelta(days=policy.temp_password_days)  # from sending, not the import
-    mode = invitation.mode
-    if mode == InviteMode.LINK:
-        secret, credential = new_token()
-        session.add(SetPasswordLink(digest=credential, user_id=user.id,
-                                    invitation_id=invitation.id, expires_at=expires))
-        password, set_password_url = "", link_url(secret)
-    else:
-        secret = password = generate_password(
-            policy, username=user.username, firstname=user.firstname, surname=user.surname,
-            email=recipient)
-        credential, set_password_url = hash_password(password, config["BCRYPT_ROUNDS"]), ""
-    invitation.pending_hashes = [*invitation.pending_hashes, credential]
-    invitation.attempts += 1
-    invitation.lease_until = now + timedelta(seconds=config["MAIL_LEASE_SECONDS"])
-    context = invitation_context(
-        username=user.username, firstname=user.firstname, surname=user.surname,
-        email=recipient, language=language, password=password,
-        set_password_url=set_password_url,
-        login_url=config["BASE_URL"].rstrip("/") + "/login", site_name=config["SITE_NAME"],
-        expires=expires, must_change_password=user.must_change_password)
-    session.commit()  # the credential is stored before the e-mail can leave
+    made: dict[int, tuple[Prepared, str]] = {}  # id -> (prepared, the secret to mask)
+    for person in people:
+        if person.mode == InviteMode.LINK:
+            secret, credential = new_token()
+            password, set_password_url = "", link_url(secret)
+        else:
+            secret = password = generate_password(
+                policy, username=person.username, firstname=person.firstname,
+                surname=person.surname, email=person.email)
+            credential, set_password_url = hash_password(password, config["BCRYPT_ROUNDS"]), ""
+        context = invitation_context(
+            username=person.username, firstname=person.firstname, surname=person.surname,
+            email=person.email, language=person.language, password=password,
+            set_password_url=set_password_url,
+            login_url=config["BASE_URL"].rstrip("/") + "/login", site_name=config["SITE_NAME"],
+            expires=expires, must_change_password=person.must_change_password)
+        made[person.id] = (Prepared(person.id, person.mode, credential, expires, person.email,
+                                    person.language, context), secret)
+    lease = utcnow() + timedelta(seconds=config["MAIL_LEASE_SECONDS"])
+    ready: list[Prepared] = []
+    rows = session.scalars(select(Invitation).options(joinedload(Invitation.user))
+                           .where(Invitation.id.in_(list(made))).order_by(Invitation.id)
+                           .with_for_update(of=Invitation)).unique().all()
+    for invitation in rows:
+        item, secret = made[invitation.id]
+        if invitation.lease_token != token:
+            continue  # our lease ran out and another worker took it over
+        if not invitation.user.active:
+            outcome = _hold_for_blocked(invitation)
+        elif len(invitation.pending_hashes) >= MAX_PENDING_HASHES:
+            outcome = _give_up_undecided(invitation)
+        else:
+            if item.mode == InviteMode.LINK:
+                session.add(SetPasswordLink(digest=item.credential, user_id=invitation.user_id,
+                                            invitation_id=invitation.id, expires_at=expires))
+            invitation.pending_hashes = [*invitation.pending_hashes, item.credential]
+            invitation.attempts += 1
+            invitation.lease_until = lease
+            item.secret = secret
+            ready.append(item)
+            continue
+        counts[outcome[0]] = counts.get(outcome[0], 0) + 1
+        if settled is not None:
+            settled[invitation.id] = outcome
+    session.commit()  # every credential is stored before any e-mail can leave
+    for key in {(item.mode, item.language) for item in ready} - set(cache):
+        cache[key] = invitation_template(session, key[1], key[0])
+    session.rollback()  # read: the sending needs no database until its outcomes are recorded
+    return ready
 
+
+def _deliver(item: Prepared, transport, cache: dict) -> SendFailure | None:
+    """Render and send one prepared invitation over the chunk's connection, with its template
+    from `cache` (read by `_prepare`: no database work here); returns the failure, or None when
+    the server accepted it. The secret leaves memory with the message."""
+    secret, item.secret = item.secret, ""
     failure: SendFailure | None = None
     try:
-        if (mode, language) not in cache:
-            cache[(mode, language)] = invitation_template(session, language, mode)
-        subject, html, text = render(cache[(mode, language)], context)
-        message = build_message(sender=config["MAIL_DEFAULT_SENDER"], recipient=recipient,
-                                subject=subject, text=text, html=html, secret_values=(secret,))
+        subject, html, text = render(cache[(item.mode, item.language)], item.context)
+        message = build_message(sender=current_app.config["MAIL_DEFAULT_SENDER"],
+                                recipient=item.recipient, subject=subject, text=text,
+                                html=html, secret_values=(secret,))
     except RenderError as exc:
         failure = SendFailure(PERMANENT, f"The e-mail template cannot be rendered: {exc}")
     except SendFailure as exc:  # an address no SMTP exchange of ours can carry
@@ -257,20 +359,46 @@ def send_one(invitation_id: int, token: str, transport,
             transport.close()
             failure = SendFailure(TEMPORARY, "Unexpected error while sending: "
                                   f"{exc.__class__.__name__}", maybe_accepted=True)
-    del password, secret, context
-    return _record_outcome(invitation_id, token, credential, expires, failure)
+    item.context.clear()  # the secret, in the variables, is not kept
+    del secret
+    return failure
 
 
-def _record_outcome(invitation_id: int, token: str, credential: str, expires,
-                    failure: SendFailure | None) -> tuple[str, SendFailure | None]:
-    """Store what one attempt did with `credential` (a password's hash, or a link's digest).
-    The order of `pending_hashes` is the order of what may have reached the user: a success
-    keeps the credentials after its own (attempts begun or accepted later), and a success that
-    learns another worker took the invitation over moves its credential to the end instead of
-    taking over the state."""
+def _record_outcomes(delivered: list[tuple[Prepared, SendFailure | None]], token: str,
+                     counts: dict[str, int]) -> list[tuple[str, SendFailure | None]]:
+    """Store what the delivered attempts did, in one transaction, and empty `delivered`;
+    returns each (outcome, failure) and adds them to `counts`."""
+    if not delivered:
+        return []
+    session = db.session
+    ids = [item.invitation_id for item, _ in delivered]
+    rows = {invitation.id: invitation for invitation in session.scalars(
+        select(Invitation).options(joinedload(Invitation.user)).where(Invitation.id.in_(ids))
+        .order_by(Invitation.id).with_for_update(of=Invitation)).unique()}
+    results = [_apply_outcome(rows[item.invitation_id], token, item, failure)
+               for item, failure in delivered]
+    session.commit()
+    for (item, failure), (outcome, _) in zip(delivered, results, strict=True):
+        counts[outcome] = counts.get(outcome, 0) + 1
+        if failure is None:
+            log.info("Invitation %s sent", item.invitation_id)
+        else:
+            log.info("Invitation %s not sent (%s): %s", item.invitation_id, failure.kind,
+                     failure.reason)
+    delivered.clear()
+    return results
+
+
+def _apply_outcome(invitation: Invitation, token: str, item: Prepared,
+                   failure: SendFailure | None) -> tuple[str, SendFailure | None]:
+    """What one attempt with `item.credential` (a password's hash, or a link's digest) did, on
+    the locked invitation; the caller commits. The order of `pending_hashes` is the order of
+    what may have reached the user: a success keeps the credentials after its own (attempts
+    begun or accepted later), and a success that learns another worker took the invitation
+    over moves its credential to the end instead of taking over the state."""
     config = current_app.config
     session = db.session
-    invitation = session.get(Invitation, invitation_id, with_for_update=True)
+    credential = item.credential
     ours = invitation.lease_token == token
     pending = list(invitation.pending_hashes)
     if failure is None:
@@ -281,7 +409,7 @@ def _record_outcome(invitation_id: int, token: str, credential: str, expires,
             else:
                 user = invitation.user
                 user.password_hash = credential
-                user.temp_password_expires_at = expires
+                user.temp_password_expires_at = item.expires
             invitation.pending_hashes = later
             invitation.status, invitation.sent_at = Invitation.SENT, utcnow()
             invitation.last_error = None
@@ -292,8 +420,6 @@ def _record_outcome(invitation_id: int, token: str, credential: str, expires,
             invitation.pending_hashes = [h for h in pending if h != credential] + [credential]
             if invitation.mode == InviteMode.LINK:
                 password_links.keep_working(session, credential)
-        session.commit()
-        log.info("Invitation %s sent to user %s", invitation_id, invitation.user_id)
         return "sent", None
 
     if not failure.maybe_accepted:
@@ -301,7 +427,6 @@ def _record_outcome(invitation_id: int, token: str, credential: str, expires,
         if invitation.mode == InviteMode.LINK:
             password_links.refuse(session, credential)
     if not ours:  # another worker holds it now: its state is not ours to change
-        session.commit()
         return "deferred", failure
     invitation.last_error = failure.reason
     invitation.lease_until = invitation.lease_token = None
@@ -326,15 +451,39 @@ def _record_outcome(invitation_id: int, token: str, credential: str, expires,
     if outcome == "failed":
         record_event(session, "invitation_failed", user_id=invitation.user_id,
                      invitation_id=invitation.id, reason=invitation.last_error)
-    session.commit()
-    log.info("Invitation %s not sent (%s): %s", invitation_id, failure.kind, failure.reason)
     return outcome, failure
+
+
+def _drop_unsent(unsent: list[Prepared]) -> None:
+    """Take back the credentials of prepared invitations whose e-mail was never handed to the
+    server (a throttle wait, a paused relay, the rest of a chunk after an outage): they are not
+    pending, and the attempt does not count. Commits."""
+    if not unsent:
+        return
+    session = db.session
+    by_id = {item.invitation_id: item.credential for item in unsent}
+    # whoever holds the invitation now, a credential that never left is not pending
+    for invitation in session.scalars(select(Invitation).where(Invitation.id.in_(list(by_id)))
+                                      .with_for_update()):
+        credential = by_id[invitation.id]
+        if credential in invitation.pending_hashes:
+            invitation.pending_hashes = [h for h in invitation.pending_hashes
+                                         if h != credential]
+            invitation.attempts -= 1
+    links = [item.credential for item in unsent if item.mode == InviteMode.LINK]
+    if links:
+        session.execute(delete(SetPasswordLink).where(SetPasswordLink.digest.in_(links))
+                        .execution_options(synchronize_session=False))
+    session.commit()
+    for item in unsent:
+        item.context.clear()
+        item.secret = ""
 
 
 def _hold_for_blocked(invitation: Invitation) -> tuple[str, SendFailure | None]:
     """Keep the invitation of a blocked user from being sent: it waits, due again at the end
     of its give-up window (unblocking makes it due at once), and fails then if the account is
-    still blocked. No password is made for it, and no attempt counted."""
+    still blocked. No credential is made for it, and no attempt counted. The caller commits."""
     now = utcnow()
     give_up = invitation.started_at + timedelta(
         hours=current_app.config["MAIL_GIVE_UP_HOURS"])
@@ -350,15 +499,14 @@ def _hold_for_blocked(invitation: Invitation) -> tuple[str, SendFailure | None]:
         invitation.enqueued_at = None
         invitation.last_error = BLOCKED_WAITING
         outcome = "deferred"
-    db.session.commit()
     log.info("Invitation %s of blocked user %s: %s", invitation.id, invitation.user_id, outcome)
     return outcome, None
 
 
 def _give_up_undecided(invitation: Invitation) -> tuple[str, SendFailure]:
     """Fail an invitation that already has MAX_PENDING_HASHES e-mails the server may have
-    accepted: another attempt would add a password to check at every login, and none of the
-    earlier ones may be dropped while it may be the last one accepted."""
+    accepted: another attempt would add a credential to keep working, and none of the earlier
+    ones may be dropped while it may be the last one accepted. The caller commits."""
     what, ask = (("link", "open the link of the last one they received") if
                  invitation.mode == InviteMode.LINK else
                  ("password", "log in with the password of the last one they received"))
@@ -370,7 +518,6 @@ def _give_up_undecided(invitation: Invitation) -> tuple[str, SendFailure]:
     invitation.lease_until = invitation.lease_token = None
     record_event(db.session, "invitation_failed", user_id=invitation.user_id,
                  invitation_id=invitation.id, reason=failure.reason)
-    db.session.commit()
     log.info("Invitation %s failed: %s", invitation.id, failure.reason)
     return "failed", failure
 
