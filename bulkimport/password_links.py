@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -50,16 +49,21 @@ def link_url(token: str) -> str:
     return current_app.config["BASE_URL"].rstrip("/") + "/set-password/" + token
 
 
-def accept(session: Session, user_id: int, digest: str, keep: Iterable[str]) -> None:
-    """The e-mail with link `digest` was accepted: it becomes the user's link, and every other
-    working link of the user stops, except `keep` (e-mails begun after it, which may yet have
-    been accepted later). The caller commits."""
-    kept = set(keep) | {digest}
+def accept(session: Session, accepted: list[tuple[int, str, list[str]]]) -> None:
+    """The e-mails with these links were accepted, each given as (user id, digest, the digests
+    to keep): each link becomes its user's link, and every other working link of those users
+    stops, except the ones to keep (e-mails begun after it, which may yet have been accepted
+    later). Two statements for the lot. The caller commits."""
+    if not accepted:
+        return
+    users = {user_id for user_id, _, _ in accepted}
+    digests = {digest for _, digest, _ in accepted}
+    kept = digests.union(*(keep for _, _, keep in accepted))
     session.execute(update(SetPasswordLink).where(
-        SetPasswordLink.user_id == user_id, SetPasswordLink.state.in_(WORKING),
+        SetPasswordLink.user_id.in_(users), SetPasswordLink.state.in_(WORKING),
         SetPasswordLink.digest.not_in(kept))
         .values(state=SetPasswordLink.SUPERSEDED).execution_options(synchronize_session=False))
-    session.execute(update(SetPasswordLink).where(SetPasswordLink.digest == digest)
+    session.execute(update(SetPasswordLink).where(SetPasswordLink.digest.in_(digests))
                     .values(state=SetPasswordLink.LIVE)
                     .execution_options(synchronize_session=False))
 

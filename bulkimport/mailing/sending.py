@@ -375,8 +375,10 @@ def _record_outcomes(delivered: list[tuple[Prepared, SendFailure | None]], token
     rows = {invitation.id: invitation for invitation in session.scalars(
         select(Invitation).options(joinedload(Invitation.user)).where(Invitation.id.in_(ids))
         .order_by(Invitation.id).with_for_update(of=Invitation)).unique()}
-    results = [_apply_outcome(rows[item.invitation_id], token, item, failure)
+    links: list[tuple[int, str, list[str]]] = []  # accepted links, settled in one go
+    results = [_apply_outcome(rows[item.invitation_id], token, item, failure, links)
                for item, failure in delivered]
+    password_links.accept(session, links)
     session.commit()
     for (item, failure), (outcome, _) in zip(delivered, results, strict=True):
         counts[outcome] = counts.get(outcome, 0) + 1
@@ -390,9 +392,11 @@ def _record_outcomes(delivered: list[tuple[Prepared, SendFailure | None]], token
 
 
 def _apply_outcome(invitation: Invitation, token: str, item: Prepared,
-                   failure: SendFailure | None) -> tuple[str, SendFailure | None]:
+                   failure: SendFailure | None, links: list[tuple[int, str, list[str]]]
+                   ) -> tuple[str, SendFailure | None]:
     """What one attempt with `item.credential` (a password's hash, or a link's digest) did, on
-    the locked invitation; the caller commits. The order of `pending_hashes` is the order of
+    the locked invitation; an accepted link is added to `links` for `password_links.accept`.
+    The caller commits. The order of `pending_hashes` is the order of
     what may have reached the user: a success keeps the credentials after its own (attempts
     begun or accepted later), and a success that learns another worker took the invitation
     over moves its credential to the end instead of taking over the state."""
@@ -405,7 +409,7 @@ def _apply_outcome(invitation: Invitation, token: str, item: Prepared,
         if ours or invitation.status in (Invitation.QUEUED, Invitation.FAILED):
             later = pending[pending.index(credential) + 1:] if credential in pending else []
             if invitation.mode == InviteMode.LINK:
-                password_links.accept(session, invitation.user_id, credential, keep=later)
+                links.append((invitation.user_id, credential, later))
             else:
                 user = invitation.user
                 user.password_hash = credential
