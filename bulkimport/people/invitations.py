@@ -74,14 +74,7 @@ def resend_invitations():
     """Resend one invitation, the selected ones, or every failed one (of a batch or of all).
     The first POST answers with a page that lists them and says what happens to the password
     the user has now; only its confirming POST resends."""
-    form = ResendForm()
-    if not form.validate_on_submit():
-        abort(400)
-    batch_id = whole_number(form.batch_id.data)
-    if batch_id is not None:
-        _batch(batch_id)
-    user = _return_user(form.user_id.data)
-    back = _back_url(batch_id, user)
+    form, batch_id, user, back = _posted()
     failed_only = bool(form.all_failed.data)
     ids = None if failed_only else _chosen_ids(form)
     if ids == []:
@@ -114,13 +107,7 @@ def resend_invitations():
 def schedule_invitations():
     """Send the ticked scheduled invitations now, or move them to another time (in the site's
     time zone)."""
-    form = ResendForm()
-    if not form.validate_on_submit():
-        abort(400)
-    batch_id = whole_number(form.batch_id.data)
-    if batch_id is not None:
-        _batch(batch_id)
-    back = _back_url(batch_id, _return_user(form.user_id.data))
+    form, batch_id, _, back = _posted()
     ids = _chosen_ids(form)
     if not ids:
         flash("Nothing to change: select the scheduled invitations first.", "info")
@@ -143,6 +130,19 @@ def schedule_invitations():
     flash(f"{count} invitation{plural} will be sent now." if when is None else
           f"{count} invitation{plural} will be sent at {local_text(when)}.", "success")
     return redirect(back)
+
+
+def _posted() -> tuple[ResendForm, int | None, User | None, str]:
+    """The invitations page's form as posted (400 unless valid), the batch it names (404 if
+    none such), the user page it came from, and where to return."""
+    form = ResendForm()
+    if not form.validate_on_submit():
+        abort(400)
+    batch_id = whole_number(form.batch_id.data)
+    if batch_id is not None:
+        _batch(batch_id)
+    user = _return_user(form.user_id.data)
+    return form, batch_id, user, _back_url(batch_id, user)
 
 
 def _chosen_ids(form: ResendForm) -> list[int]:

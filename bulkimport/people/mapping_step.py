@@ -158,15 +158,20 @@ def change_options(batch_id: int):
                        "update_passwords": ("update_passwords", True),
                        "keep_passwords": ("update_passwords", False)}[change]
             replan(db.session, batch, **dict([setting]))
-    except FileProblem as problem:
-        db.session.rollback()
-        flash(problem.message, "danger")
-        return redirect(url_for(".review", batch_id=batch.id))
-    except BatchClosed:
-        db.session.rollback()
-        abort(409, "This file was already submitted or has expired.")
+    except (FileProblem, BatchClosed) as problem:
+        return _not_read_again(batch, problem)
     db.session.commit()
     flash("The file was read again with the new setting; choose the actions again.", "info")
+    return redirect(url_for(".review", batch_id=batch.id))
+
+
+def _not_read_again(batch: ImportBatch, problem: FileProblem | BatchClosed):
+    """The answer to a change that could not read the kept file again: the file's problem on
+    the review page, or 409 when the batch was submitted (or expired) meanwhile."""
+    db.session.rollback()
+    if isinstance(problem, BatchClosed):
+        abort(409, "This file was already submitted or has expired.")
+    flash(problem.message, "danger")
     return redirect(url_for(".review", batch_id=batch.id))
 
 
@@ -197,13 +202,8 @@ def change_invitations(batch_id: int):
                      if key != "schedule"}
             batch.notes = {**notes, **({"schedule": schedule.to_json()}
                                        if schedule.when != NOW else {})}
-    except FileProblem as problem:
-        db.session.rollback()
-        flash(problem.message, "danger")
-        return redirect(url_for(".review", batch_id=batch.id))
-    except BatchClosed:
-        db.session.rollback()
-        abort(409, "This file was already submitted or has expired.")
+    except (FileProblem, BatchClosed) as problem:
+        return _not_read_again(batch, problem)
     db.session.commit()
     said = f"The invitations go {schedule.describe()}."
     flash(said + (" The file was read again for the dates; choose the actions again."
