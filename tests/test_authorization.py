@@ -25,10 +25,11 @@ MODES = ("GET", "POST-no-csrf", "POST-csrf")
 SECRET = "authorization-matrix-secret"
 
 # Endpoints anyone may reach, endpoints for any logged-in user, and what a flagged user keeps.
-PUBLIC = {"auth.login", "auth.healthz", "static", "bootstrap.static"}
+PUBLIC = {"auth.login", "auth.healthz", "auth.open_link", "auth.set_password", "static",
+          "bootstrap.static"}
 FOR_ANY_USER = {"auth.home", "auth.account", "auth.change_password", "auth.choose_language"}
-OPEN_TO_FLAGGED = {"auth.change_password", "auth.logout", "auth.healthz", "static",
-                   "bootstrap.static"}
+OPEN_TO_FLAGGED = {"auth.change_password", "auth.logout", "auth.healthz", "auth.open_link",
+                   "auth.set_password", "static", "bootstrap.static"}
 
 
 def expected_outcome(endpoint: str, role: str, mode: str) -> str:
