@@ -30,10 +30,13 @@ def to_utc(local: datetime) -> datetime:
 
 def local_text(moment: datetime | None) -> str:
     """A stored (naive UTC) time as the site's time zone writes it."""
-    if moment is None:
-        return ""
-    local = moment.replace(tzinfo=UTC).astimezone(site_zone())
-    return f"{local:%Y-%m-%d %H:%M} {zone_name()}"
+    return "" if moment is None else zoned_text(moment, zone_name())
+
+
+def zoned_text(moment: datetime, zone: str) -> str:
+    """A naive UTC time as `zone` writes it, naming the zone: 2027-01-04 08:00 Europe/Berlin."""
+    local = moment.replace(tzinfo=UTC).astimezone(ZoneInfo(zone))
+    return f"{local:%Y-%m-%d %H:%M} {zone}"
 
 
 def parse_local(text: str) -> datetime | None:

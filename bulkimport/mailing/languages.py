@@ -144,6 +144,7 @@ def editor_sample(session: Session, language: str, name: str = INVITATION,
     config = current_app.config
     return sample_context(language=language, login_url=config["BASE_URL"].rstrip("/") + "/login",
                           site_name=config["SITE_NAME"], link=name == INVITATION_LINK,
+                          time_zone=config["TIME_ZONE"],
                           days=load_policy(session).temp_password_days, **person)
 
 

@@ -296,7 +296,8 @@ def _prepare(claimed: list[int], token: str, cache: dict, counts: dict[str, int]
             email=person.email, language=person.language, password=password,
             set_password_url=set_password_url,
             login_url=config["BASE_URL"].rstrip("/") + "/login", site_name=config["SITE_NAME"],
-            expires=expires, must_change_password=person.must_change_password)
+            expires=expires, must_change_password=person.must_change_password,
+            time_zone=config["TIME_ZONE"])
         made[person.id] = (Prepared(person.id, person.mode, credential, expires, person.email,
                                     person.language, context), secret)
     lease = utcnow() + timedelta(seconds=config["MAIL_LEASE_SECONDS"])

@@ -29,6 +29,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 from markupsafe import soft_str
 
+from ..clock import utcnow
+from ..site_time import zoned_text
+
 INVITATION = "panels.peopleadmin_edituser.new_user_email_notification"
 INVITATION_LINK = "panels.peopleadmin_edituser.new_user_set_password_link"
 MAX_OUTPUT_CHARS = 100_000
@@ -87,8 +90,8 @@ An account has been created for you on {{ site_name }}.
 Choose your password here:
 {{ set_password_url }}
 
-This link works once, until {{ expires }}. After you choose your password you are logged in;
-later, log in at {{ login_url }}
+This link works once, until {{ expires }}.
+Once you have chosen your password you are logged in. Later, log in at {{ login_url }}
 
 If you did not expect this e-mail, tell your administrator.
 """,
@@ -100,8 +103,8 @@ If you did not expect this e-mail, tell your administrator.
   <tr><td style="padding: 2px 12px 2px 0">Username</td><td><code>{{ username }}</code></td></tr>
 </table>
 <p><a href="{{ set_password_url }}">Choose your password</a></p>
-<p>This link works once, until {{ expires }}. After you choose your password you are logged in;
-later, log in at <a href="{{ login_url }}">{{ login_url }}</a>.</p>
+<p>This link works once, until {{ expires }}. Once you have chosen your password you are logged
+in. Later, log in at <a href="{{ login_url }}">{{ login_url }}</a>.</p>
 <p style="color: #666">If you did not expect this e-mail, tell your administrator.</p>
 </body></html>
 """,
@@ -568,7 +571,8 @@ INVITATION_VARIABLES: dict[str, str] = {
                         "password).",
     "login_url": "The address of the login page.",
     "site_name": "The site's name (BULKIMPORT_SITE_NAME).",
-    "expires": "When the password (or the link) stops working, e.g. 2026-12-02 09:30 UTC.",
+    "expires": "When the password (or the link) stops working, in the site's time zone, e.g. "
+               "2026-12-02 09:30 UTC.",
     "must_change_password": "True when the user must choose a new password at first login.",
 }
 PARTS = (("subject", "subject", False), ("html", "HTML body", True), ("text", "text body", False))
@@ -577,13 +581,14 @@ PARTS = (("subject", "subject", False), ("html", "HTML body", True), ("text", "t
 def invitation_context(*, username: str, firstname: str, surname: str, email: str,
                        language: str | None, password: str, login_url: str, site_name: str,
                        expires: datetime, must_change_password: bool,
-                       set_password_url: str = "") -> dict:
-    """The documented variables of the invitation template, and nothing else."""
+                       set_password_url: str = "", time_zone: str = "UTC") -> dict:
+    """The documented variables of the invitation template, and nothing else; `expires` (UTC)
+    is written in the site's `time_zone`."""
     return {
         "username": username, "firstname": firstname, "surname": surname, "email": email,
         "language": language or "", "password": password,
         "set_password_url": set_password_url, "login_url": login_url,
-        "site_name": site_name, "expires": expires.strftime("%Y-%m-%d %H:%M UTC"),
+        "site_name": site_name, "expires": zoned_text(expires, time_zone),
         "must_change_password": must_change_password,
     }
 
@@ -593,7 +598,8 @@ SAMPLE_LINK_TOKEN = "sample-token-9Qx2"
 
 
 def sample_context(*, language: str, login_url: str, site_name: str, days: int,
-                   must_change_password: bool = True, link: bool = False, **person: str) -> dict:
+                   must_change_password: bool = True, link: bool = False,
+                   time_zone: str = "UTC", **person: str) -> dict:
     """Sample data for previews and the test render at save: Jane Doe unless `person` (username,
     firstname, surname, email) says otherwise; with `link`, a link's e-mail (no password)."""
     details = {"username": "jdoe", "firstname": "Jane", "surname": "Doe",
@@ -602,8 +608,8 @@ def sample_context(*, language: str, login_url: str, site_name: str, days: int,
     return invitation_context(
         **details, language=language, password="" if link else SAMPLE_PASSWORD,
         set_password_url=url if link else "", login_url=login_url,
-        site_name=site_name, expires=datetime.now() + timedelta(days=days),
-        must_change_password=must_change_password)
+        site_name=site_name, expires=utcnow() + timedelta(days=days),
+        must_change_password=must_change_password, time_zone=time_zone)
 
 
 def longest_context(context: dict, length: int = 254) -> dict:

@@ -13,6 +13,7 @@ import enum
 import html
 import json
 import os
+import secrets
 import smtplib
 import socket
 import ssl
@@ -82,6 +83,17 @@ class OutgoingMessage(Message):
     def __init__(self, *, secret_values: tuple[str, ...] = (), **fields):
         super().__init__(**fields)
         self.secret_values = tuple(value for value in secret_values if value)
+
+    def _message(self):
+        """Flask-Mail's MIME tree, each multipart given a boundary of 128 random bits. Left to
+        itself, Python's generator makes one and compiles a regular expression to prove it
+        absent from the parts, a quarter of the CPU of an e-mail; a part cannot hold this one
+        by chance, and a template is written before its message's boundary exists."""
+        message = super()._message()
+        for part in message.walk():
+            if part.is_multipart():
+                part.set_boundary(f"=_{secrets.token_hex(16)}")
+        return message
 
 
 def build_message(*, sender: str, recipient: str, subject: str, text: str, html: str,

@@ -158,6 +158,30 @@
 
   // Upload form: say at once that the file is on its way, and keep a second click from
   // sending it twice.
+  // The upload form: what the e-mail gives is a choice only while e-mails are sent at all.
+  document.querySelectorAll("[data-invite-by]").forEach(function (fieldset) {
+    var box = document.getElementById(fieldset.getAttribute("data-invite-by"));
+    if (!box) { return; }
+    function follow() { fieldset.disabled = !box.checked; }
+    box.addEventListener("change", follow);
+    follow();
+  });
+
+  // The review's invitations form: only the inputs of the chosen "when" are shown.
+  document.querySelectorAll("[data-send-when]").forEach(function (form) {
+    function follow() {
+      var chosen = form.querySelector("input[name=send_when]:checked");
+      var when = chosen ? chosen.value : "now";
+      form.querySelectorAll("[data-for-when]").forEach(function (input) {
+        input.hidden = input.getAttribute("data-for-when") !== when;
+      });
+    }
+    form.querySelectorAll("input[name=send_when]").forEach(function (radio) {
+      radio.addEventListener("change", follow);
+    });
+    follow();
+  });
+
   document.querySelectorAll("form[data-upload]").forEach(function (form) {
     form.addEventListener("submit", function () {
       var button = form.querySelector("[type=submit]");
