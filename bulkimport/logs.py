@@ -5,9 +5,29 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LINK_PATH = re.compile(r"(/set-password/)[^\s/?#\"]+")
+
+
+def redact_links(text: str) -> str:
+    """`text` with the token of every set-password link's path replaced: the path is the
+    secret of a link that may still work."""
+    return LINK_PATH.sub(r"\1[link]", text)
+
+
+class LinkRedactingFilter(logging.Filter):
+    """Redacts set-password links in the lines of a logger that writes request paths (the
+    development server's request log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message without link tokens; never drops it."""
+        message = record.getMessage()
+        if "/set-password/" in message:
+            record.msg, record.args = redact_links(message), None
+        return True
 
 
 class JSONFormatter(logging.Formatter):
@@ -33,3 +53,6 @@ def configure_logging(level: str, log_format: str) -> None:
         for handler in root.handlers:
             handler.setFormatter(JSONFormatter())
     logging.getLogger("bulkimport").setLevel(level)
+    werkzeug = logging.getLogger("werkzeug")
+    if not any(isinstance(f, LinkRedactingFilter) for f in werkzeug.filters):
+        werkzeug.addFilter(LinkRedactingFilter())

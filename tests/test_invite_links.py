@@ -264,3 +264,20 @@ def test_the_editor_previews_the_link_template_with_a_sample_link(app, client):
     assert page.status_code == 200
     assert "/set-password/sample-token" in body and "set_password_url" in body
     assert "New user invitation with a link" in body
+
+
+@pytest.mark.parametrize("line", [
+    '127.0.0.1 - - "GET /set-password/{token} HTTP/1.1" 302 -',
+    '127.0.0.1 - - "GET /set-password/{token}?utm=x HTTP/1.1" 410 -',
+    '"GET /set-password/{token}/ HTTP/1.1"',
+])
+def test_the_development_servers_request_log_hides_link_tokens(line, caplog):
+    import logging
+
+    from bulkimport.logs import configure_logging
+
+    configure_logging("INFO", "text")
+    token = "Zk3-secret_token-of-a-link"
+    with caplog.at_level(logging.INFO, logger="werkzeug"):
+        logging.getLogger("werkzeug").info("%s", line.format(token=token))
+    assert token not in caplog.text and "/set-password/[link]" in caplog.text

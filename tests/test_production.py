@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -92,6 +93,8 @@ def test_the_procfile_and_systemd_units_run_the_documented_commands():
     assert set(procfile) == {"release", "web", "worker"}
     assert procfile["release"] == "flask --app wsgi db upgrade"
     assert "wsgi:app" in procfile["web"]
+    logger = "--logger-class bulkimport.access_log.AccessLogger"  # no link token in the log
+    assert logger in procfile["web"]
     worker_class = "bulkimport.worker.Worker"
     assert worker_class in procfile["worker"]
     from bulkimport.worker import Worker
@@ -99,11 +102,13 @@ def test_the_procfile_and_systemd_units_run_the_documented_commands():
     assert Worker.__module__ + ".Worker" == worker_class
     units = {p.name: p.read_text() for p in (ROOT / "deploy" / "systemd").glob("*.service")}
     assert "wsgi:app" in units["bulkimport-web.service"]
+    assert logger in units["bulkimport-web.service"]
     assert worker_class in units["bulkimport-worker@.service"]
 
 
 def test_gunicorn_serves_the_app_with_several_workers(tmp_path):
-    """Real gunicorn processes on a migrated SQLite database: /healthz and the login page."""
+    """Real gunicorn processes on a migrated SQLite database, with the access log of the
+    Procfile: /healthz, the login page, and a set-password link whose token the log hides."""
     env = {**os.environ, "BULKIMPORT_DATABASE_URL": f"sqlite:///{tmp_path / 'g.sqlite'}",
            "BULKIMPORT_SECRET_KEY": "gunicorn-test", "BULKIMPORT_LOG_FORMAT": "json"}
     bin_dir = Path(sys.executable).parent
@@ -111,17 +116,26 @@ def test_gunicorn_serves_the_app_with_several_workers(tmp_path):
                    env=env, check=True, capture_output=True, timeout=120)
     port = free_port()
     server = subprocess.Popen(
-        [str(bin_dir / "gunicorn"), "--workers", "3", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
+        [str(bin_dir / "gunicorn"), "--workers", "3", "--bind", f"127.0.0.1:{port}",
+         "--access-logfile", "-", "--logger-class", "bulkimport.access_log.AccessLogger",
+         "wsgi:app"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         body = _get(f"http://127.0.0.1:{port}/healthz", deadline=time.monotonic() + 60)
         assert json.loads(body)["status"] == "ok"
         assert "Log in" in _get(f"http://127.0.0.1:{port}/login", deadline=time.monotonic() + 60)
+        token = "Zk3-secret_token-of-a-link"
+        with pytest.raises(urllib.error.HTTPError) as gone:  # no such link: 410
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/set-password/{token}?x=1",
+                                   timeout=30)
+        assert gone.value.code == 410
     finally:
         server.send_signal(signal.SIGTERM)
         output, _ = server.communicate(timeout=30)
     assert server.returncode == 0, output
     assert output.count("Booting worker") == 3, output
+    assert '"GET /set-password/[link]?x=1 HTTP/1.1" 410' in output, output
+    assert token not in output
 
 
 def _get(url: str, deadline: float) -> str:

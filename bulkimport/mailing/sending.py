@@ -1,16 +1,18 @@
-"""Sending invitations: claim a chunk, and for each invitation generate a password (or a link to
-choose one), store its hash, commit, render, send over the chunk's one SMTP connection, and
-record the outcome.
+"""Sending invitations: claim a chunk; make a password (or a link to choose one) for each of
+its invitations and commit them all as pending in one transaction; render and send each e-mail
+over the chunk's one SMTP connection; record the outcomes ten at a time.
 
 The invariant: for every invited user, the credential in the last e-mail the SMTP server
 accepted works: the password logs in, or the link opens the set-password page. A new hash (or a
 link's digest) is committed to `pending_hashes` before its e-mail is sent; it becomes the user's
 password (or live link) once the server has accepted the e-mail, and it is dropped only when the
-server certainly did not accept it, or once a later e-mail certainly was. So a crash, a timeout or a
-dropped connection at any point leaves every possibly-accepted password working. Since only
-those two events may drop a hash, the number of pending hashes (each one costs every login a
-bcrypt check) is bounded by making no new attempt once MAX_PENDING_HASHES are outstanding.
-These functions own their transactions.
+server certainly did not accept it (or the e-mail was never handed to it), or once a later
+e-mail certainly was. So a crash, a timeout or a dropped connection at any point leaves every
+possibly-accepted credential working; a crash between a 250 and the record of its group sends
+that e-mail again, once the lease hands the invitation to another worker. Since only those
+events may drop a credential, the number pending (each password costs every login a bcrypt
+check) is bounded by making no new attempt once MAX_PENDING_HASHES are outstanding. These
+functions own their transactions.
 """
 
 from __future__ import annotations
