@@ -23,6 +23,7 @@ ACTION_LABELS = {
     "invitation_failed": "Invitation failed",
     "invitation_sent": "Invitation sent",
     "invitations_queued": "Invitations queued",
+    "invitations_rescheduled": "Scheduled invitations sent now or moved",
     "invitations_resent": "Invitations sent again",
     "language_added": "Language added",
     "login_failed": "Login failed",
@@ -30,6 +31,7 @@ ACTION_LABELS = {
     "password_change_failed": "Password change refused",
     "password_changed": "Password changed",
     "password_policy_changed": "Password policy changed",
+    "password_set_by_link": "Password chosen through an invitation's link",
     "profile_field_changed": "Profile field changed",
     "profile_field_created": "Profile field created",
     "profile_field_restored": "Profile field restored",
@@ -48,6 +50,7 @@ _DETAIL_LABELS = {
     "failures": "Failures", "failed_only": "Failed ones only", "invitation_id": "Invitation",
     "invitation_ids": "Invitations", "minutes": "Locked for (minutes)",
     "restored_from": "Restored from version", "scope": "Locked", "values_lost": "Values lost",
+    "send_at": "Sent at (UTC)",
 }
 # Detail flags that read better as a phrase than as "name: yes".
 _FLAG_PHRASES = {
