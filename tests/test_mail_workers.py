@@ -139,6 +139,7 @@ def test_redis_flushed_in_the_middle_of_a_run(setup, redis, invite_mode):
         assert set(db.session.scalars(select(Invitation.status))) == {"sent"}
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # a Redis limit: one database is enough
 def test_two_workers_respect_the_rate_limit_in_any_minute(setup):
     build, handler, _ = setup
     app, start_worker = build(MAIL_RATE_PER_MINUTE=5, MAIL_CHUNK_SIZE=2)
