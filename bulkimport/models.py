@@ -20,7 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.ext.hybrid import hybrid_property
+from sqlalchemy.ext.hybrid import hybrid_method, hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .clock import utcnow
@@ -346,6 +346,18 @@ class Invitation(db.Model):
     @classmethod
     def _resent_expression(cls):
         return cls.started_at > func.coalesce(cls.scheduled_at, cls.created_at)
+
+    @hybrid_method
+    def waits_for_its_time(self, now: datetime) -> bool:
+        """Whether it was scheduled for later and still waits for that time, not yet tried."""
+        return (self.status == InvitationStatus.QUEUED and self.scheduled_at is not None
+                and self.attempts == 0 and self.next_attempt_at > now)
+
+    @waits_for_its_time.inplace.expression
+    @classmethod
+    def _waits_for_its_time_expression(cls, now: datetime):
+        return ((cls.status == InvitationStatus.QUEUED) & cls.scheduled_at.is_not(None)
+                & (cls.attempts == 0) & (cls.next_attempt_at > now))
 
 
 class SetPasswordLink(db.Model):

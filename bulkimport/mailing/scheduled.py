@@ -18,8 +18,7 @@ SCHEDULED = "scheduled"  # not a stored status: queued, and waiting for its time
 
 def waiting_condition(now: datetime | None = None):
     """Invitations that wait for the time they were scheduled for (not yet tried)."""
-    return ((Invitation.status == Invitation.QUEUED) & Invitation.scheduled_at.is_not(None)
-            & (Invitation.attempts == 0) & (Invitation.next_attempt_at > (now or utcnow())))
+    return Invitation.waits_for_its_time(now or utcnow())
 
 
 def reschedule(session: Session, invitation_ids: list[int], when: datetime | None, *,

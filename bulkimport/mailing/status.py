@@ -29,10 +29,9 @@ def invitation_counts(batch_id: int | None = None) -> dict[str, int]:
     counts[EXPIRED] = db.session.scalar(
         select(func.count()).select_from(Invitation).join(Invitation.user)
         .where(expired_condition(), *of_batch))
-    counts[SCHEDULED] = db.session.scalar(
-        select(func.count()).select_from(Invitation).where(waiting_condition(), *of_batch))
-    counts["next_scheduled"] = db.session.scalar(
-        select(func.min(Invitation.next_attempt_at)).where(waiting_condition(), *of_batch))
+    counts[SCHEDULED], counts["next_scheduled"] = db.session.execute(
+        select(func.count(), func.min(Invitation.next_attempt_at))
+        .where(waiting_condition(), *of_batch)).one()
     return counts
 
 
